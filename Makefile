@@ -1,0 +1,53 @@
+# Every target sets itself up: a virtualenv in .venv with the project installed, Azurite from npm.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help setup demo test lint bench up down requirements clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(STAMP) node_modules/.package-lock.json  ## create .venv and install Python and npm dependencies
+
+demo: setup  ## run the main job on embedded defaults (local PostgreSQL + Azurite)
+	$(BIN)/totes demo
+
+test: setup  ## run the test suite against real PostgreSQL and Azurite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup  ## ruff, mypy, bandit, pip-audit
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy shared function_app.py
+	$(BIN)/bandit -q -c pyproject.toml -r shared function_app.py
+	$(BIN)/pip-audit --skip-editable --progress-spinner off
+
+bench: setup  ## benchmarks at --scale 100 (BENCH_SCALE=N to change)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+up: setup  ## start the local stack; eval "$$(.venv/bin/totes up)" to use it
+	$(BIN)/totes up
+
+down: setup  ## stop the local stack
+	$(BIN)/totes down
+
+requirements: setup  ## regenerate requirements.txt (the Function App's build input) from pyproject.toml
+	$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --output-file requirements.txt pyproject.toml
+
+clean:  ## remove the venv, node_modules and local state
+	-$(BIN)/totes down
+	rm -rf $(VENV) node_modules .local
