@@ -1,0 +1,198 @@
+"""One frozen, typed settings object: the only module that reads the environment."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+from shared.errors import SettingsError
+
+Need = Literal["source", "warehouse", "lake"]
+KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
+DEFAULT_SCHEDULE = "0 */5 * * * *"
+DEFAULT_LOOKBACK = timedelta(minutes=10)
+_LOOKBACK_FORMS = "seconds ('600'), a number with unit ('10m', '90s', '1h') or 'HH:MM:SS'"
+# Secret names in Key Vault when KEY_VAULT_URL is used instead of app-setting references.
+KEY_VAULT_SECRET_NAMES = {"TOTESYS_DB_URL": "totesys-db-url", "WAREHOUSE_DB_URL": "warehouse-db-url"}
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret string that never shows its value in repr, str or logs; `.reveal()` gives it."""
+
+    _value: str = field(repr=False)
+
+    def reveal(self) -> str:
+        """The secret value, for the one call that needs it (a connect)."""
+        return self._value
+
+    def __str__(self) -> str:
+        return "********"
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+
+@dataclass(frozen=True)
+class LakeConnection:
+    """How to reach the lake: a connection string (Azurite, local) or service URIs with an identity."""
+
+    connection_string: Secret | None = None
+    blob_service_uri: str | None = None
+    queue_service_uri: str | None = None
+    client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the pipeline (design.md), read once from the environment."""
+
+    totesys_db_url: Secret | None
+    warehouse_db_url: Secret | None
+    lake: LakeConnection | None
+    raw_container: str = "raw"
+    curated_container: str = "curated"
+    load_queue: str = "load-jobs"
+    extract_schedule: str = DEFAULT_SCHEDULE
+    extract_lookback: timedelta = DEFAULT_LOOKBACK
+    key_vault_url: str | None = None
+    appinsights_connection_string: Secret | None = None
+
+    @property
+    def poison_queue(self) -> str:
+        """The queue the Functions host moves a load message to after 5 failed dequeues."""
+        return f"{self.load_queue}-poison"
+
+    def require(self, *needs: Need) -> Settings:
+        """Return self, or raise SettingsError naming every setting the given stages need but lack."""
+        missing = []
+        if "source" in needs and self.totesys_db_url is None:
+            missing.append("TOTESYS_DB_URL")
+        if "warehouse" in needs and self.warehouse_db_url is None:
+            missing.append("WAREHOUSE_DB_URL")
+        if "lake" in needs and self.lake is None:
+            missing.append("LAKE_STORAGE (or LAKE_STORAGE__blobServiceUri and LAKE_STORAGE__queueServiceUri)")
+        if missing:
+            raise SettingsError("missing settings: " + ", ".join(missing))
+        return self
+
+
+SecretReader = Callable[[str, str], str]
+
+
+def read_key_vault_secret(vault_url: str, name: str) -> str:
+    """Read one secret from Key Vault with DefaultAzureCredential (the only Key Vault call)."""
+    from azure.identity import DefaultAzureCredential
+    from azure.keyvault.secrets import SecretClient
+
+    client = SecretClient(vault_url=vault_url, credential=DefaultAzureCredential())
+    value = client.get_secret(name).value
+    if value is None:
+        raise SettingsError(f"Key Vault secret {name!r} in {vault_url} has no value")
+    return value
+
+
+def parse_lookback(text: str) -> timedelta:
+    """Parse EXTRACT_LOOKBACK: seconds, '<n>s|m|h', or 'HH:MM:SS'; raise ValueError otherwise."""
+    text = text.strip()
+    if re.fullmatch(r"\d+", text):
+        return timedelta(seconds=int(text))
+    if m := re.fullmatch(r"(\d+)\s*(s|sec|m|min|h)", text):
+        unit = {"s": "seconds", "sec": "seconds", "m": "minutes", "min": "minutes", "h": "hours"}[m[2]]
+        return timedelta(**{unit: int(m[1])})
+    if m := re.fullmatch(r"(\d+):(\d{2}):(\d{2})", text):
+        return timedelta(hours=int(m[1]), minutes=int(m[2]), seconds=int(m[3]))
+    raise ValueError(f"expected {_LOOKBACK_FORMS}")
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None,
+    *,
+    needs: Collection[Need] = (),
+    read_secret: SecretReader = read_key_vault_secret,
+) -> Settings:
+    """Read the settings from `env` (default os.environ); raise SettingsError listing every problem."""
+    env = os.environ if env is None else env
+    problems: list[str] = []
+    key_vault_url = _value(env, "KEY_VAULT_URL")
+
+    def secret(name: str) -> Secret | None:
+        value = _value(env, name)
+        if value is not None and value.startswith(KEY_VAULT_REFERENCE):
+            problems.append(
+                f"{name} is an unresolved Key Vault reference: the platform could not resolve it "
+                "(check the app's managed identity has 'Key Vault Secrets User' and the secret exists)"
+            )
+            return None
+        if value is None and key_vault_url and name in KEY_VAULT_SECRET_NAMES:
+            try:
+                value = read_secret(key_vault_url, KEY_VAULT_SECRET_NAMES[name])
+            except Exception as exc:  # any SDK failure is reported by name, never with a value
+                problems.append(
+                    f"{name}: could not read secret {KEY_VAULT_SECRET_NAMES[name]!r} from "
+                    f"KEY_VAULT_URL {key_vault_url} ({type(exc).__name__})"
+                )
+                return None
+        return Secret(value) if value is not None else None
+
+    totesys = secret("TOTESYS_DB_URL")
+    warehouse = secret("WAREHOUSE_DB_URL")
+    insights = secret("APPLICATIONINSIGHTS_CONNECTION_STRING")
+    lake = _lake(env)
+
+    lookback = DEFAULT_LOOKBACK
+    if (raw_lookback := _value(env, "EXTRACT_LOOKBACK")) is not None:
+        try:
+            lookback = parse_lookback(raw_lookback)
+        except ValueError as exc:
+            problems.append(f"EXTRACT_LOOKBACK={raw_lookback!r} is invalid: {exc}")
+    schedule = _value(env, "EXTRACT_SCHEDULE") or DEFAULT_SCHEDULE
+    if len(schedule.split()) != 6:
+        problems.append(f"EXTRACT_SCHEDULE={schedule!r} is invalid: expected a 6-field NCRONTAB expression")
+    names = {}
+    for name, default in (("RAW_CONTAINER", "raw"), ("CURATED_CONTAINER", "curated"), ("LOAD_QUEUE", "load-jobs")):
+        value = _value(env, name) or default
+        if not re.fullmatch(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", value):
+            problems.append(f"{name}={value!r} is invalid: 3-63 lowercase letters, digits and single dashes")
+        names[name] = value
+
+    settings = Settings(
+        totesys_db_url=totesys,
+        warehouse_db_url=warehouse,
+        lake=lake,
+        raw_container=names["RAW_CONTAINER"],
+        curated_container=names["CURATED_CONTAINER"],
+        load_queue=names["LOAD_QUEUE"],
+        extract_schedule=schedule,
+        extract_lookback=lookback,
+        key_vault_url=key_vault_url,
+        appinsights_connection_string=insights,
+    )
+    try:
+        settings.require(*needs)
+    except SettingsError as exc:
+        problems.insert(0, str(exc))
+    if problems:
+        raise SettingsError("invalid settings: " + "; ".join(problems))
+    return settings
+
+
+def _value(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    return value if value not in (None, "") else None
+
+
+def _lake(env: Mapping[str, str]) -> LakeConnection | None:
+    if (conn := _value(env, "LAKE_STORAGE")) is not None:
+        return LakeConnection(connection_string=Secret(conn))
+    blob = _value(env, "LAKE_STORAGE__blobServiceUri")
+    queue = _value(env, "LAKE_STORAGE__queueServiceUri")
+    if blob and queue:
+        return LakeConnection(
+            blob_service_uri=blob, queue_service_uri=queue, client_id=_value(env, "LAKE_STORAGE__clientId")
+        )
+    return None

@@ -1,0 +1,1 @@
+"""The totesys source as a local stand-in: schema, seeding from the real snapshot, simulated traffic."""

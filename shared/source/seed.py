@@ -1,0 +1,147 @@
+"""Create the totesys schema and load the real 2024-11-15 snapshot, optionally scaled N times."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from importlib import resources
+
+import polars as pl
+import psycopg
+from psycopg import sql
+
+from shared.errors import TerminalError
+from shared.schema import SOURCE_FOREIGN_KEYS, SOURCE_SCHEMA, SOURCE_TABLES, SOURCE_TEXT_DATES, primary_key
+
+SNAPSHOT_COUNTS = {
+    "address": 30,
+    "counterparty": 20,
+    "currency": 3,
+    "department": 8,
+    "design": 473,
+    "payment_type": 4,
+    "staff": 20,
+    "sales_order": 11187,
+    "purchase_order": 4649,
+    "transaction": 15836,
+    "payment": 15836,
+}
+# Copy k of a scaled seed is shifted k * SPREAD_DAYS / N days forward, so N copies fill the two years
+# after the snapshot without passing it by more than SPREAD_DAYS (and never reaching the future).
+SPREAD_DAYS = 730
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def schema_sql() -> str:
+    """The source DDL (spec/source.md) as one SQL script."""
+    return resources.files("shared.source").joinpath("schema.sql").read_text()
+
+
+def read_snapshot(table: str) -> pl.DataFrame:
+    """One table of the shipped snapshot, typed exactly as the source (shared.schema)."""
+    schema = SOURCE_SCHEMA[table]
+    path = resources.files("shared.source").joinpath("snapshot", f"{table}.jsonl.gz")
+    with resources.as_file(path) as file:
+        raw = pl.read_ndjson(file, infer_schema_length=None)
+    exprs = []
+    for name, dtype in schema.items():
+        col = pl.col(name)
+        if dtype == pl.Datetime("ms"):
+            exprs.append(col.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", time_unit="ms").alias(name))
+        elif isinstance(dtype, pl.Decimal):
+            exprs.append(col.cast(pl.String).cast(dtype).alias(name))  # via text: no float rounding
+        else:
+            exprs.append(col.cast(dtype).alias(name))
+    return raw.select(exprs)
+
+
+def shift_copy(frame: pl.DataFrame, table: str, k: int, max_ids: dict[str, int], days: int) -> pl.DataFrame:
+    """Copy k of a table: ids and foreign keys offset by k * max id, times and dates `days` later."""
+    if k == 0:
+        return frame
+    offsets = {primary_key(table): max_ids[table] * k}
+    offsets |= {col: max_ids[ref] * k for (t, col), ref in SOURCE_FOREIGN_KEYS.items() if t == table}
+    delta = timedelta(days=days)
+    exprs = [(pl.col(c) + off).cast(pl.Int32) for c, off in offsets.items()]
+    exprs += [pl.col(c) + delta for c in ("created_at", "last_updated")]
+    exprs += [
+        (pl.col(c).str.to_date("%Y-%m-%d") + delta).dt.strftime("%Y-%m-%d").alias(c)
+        for c in SOURCE_TEXT_DATES.get(table, ())
+    ]
+    return frame.with_columns(exprs)
+
+
+def scaled_frames(scale: int) -> Iterator[tuple[str, Iterator[pl.DataFrame]]]:
+    """Per table (in FK order), the `scale` shifted copies of the snapshot, one frame at a time."""
+    snapshot = {t: read_snapshot(t) for t in SOURCE_TABLES}
+    max_ids = {t: int(f[primary_key(t)].max() or 0) for t, f in snapshot.items()}
+
+    def copies(table: str) -> Iterator[pl.DataFrame]:
+        for k in range(scale):
+            yield shift_copy(snapshot[table], table, k, max_ids, k * SPREAD_DAYS // scale)
+
+    for table in SOURCE_TABLES:
+        yield table, copies(table)
+
+
+def copy_frame(conn: psycopg.Connection, table: str, frame: pl.DataFrame) -> None:
+    """COPY a frame into `table` (columns by name) as CSV."""
+    query = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, HEADER true)").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, frame.columns))
+    )
+    buffer = io.BytesIO()
+    frame.write_csv(buffer, datetime_format="%Y-%m-%d %H:%M:%S%.3f")
+    with conn.cursor().copy(query) as copy:
+        copy.write(buffer.getvalue())
+
+
+def table_counts(conn: psycopg.Connection) -> dict[str, int]:
+    """Row count of every source table that exists (a missing table counts as -1)."""
+    counts = {}
+    for table in SOURCE_TABLES:
+        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"public.{table}",)).fetchone()
+        if not (exists and exists[0]):
+            counts[table] = -1
+            continue
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+        counts[table] = int(row[0]) if row else 0
+    return counts
+
+
+def seed_source(
+    url: str, *, scale: int = 1, replace: bool = False, progress: Progress = _quiet
+) -> dict[str, int]:
+    """Create the source schema in the database at `url` and load the snapshot x scale; return counts."""
+    if scale < 1:
+        raise TerminalError(f"--scale must be a positive integer, got {scale}")
+    with psycopg.connect(url) as conn:
+        counts = table_counts(conn)
+        if any(c > 0 for c in counts.values()) and not replace:
+            raise TerminalError(
+                "the source database already holds rows "
+                f"({sum(c for c in counts.values() if c > 0)} in all): pass --replace to drop and re-seed it"
+            )
+        conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+        conn.execute(schema_sql().encode())
+        for table, frames in scaled_frames(scale):
+            rows = 0
+            for frame in frames:
+                copy_frame(conn, table, frame)
+                rows += frame.height
+            conn.execute(
+                sql.SQL("SELECT setval(pg_get_serial_sequence({t}, {k}), (SELECT max({kc}) FROM {ti}))").format(
+                    t=sql.Literal(table), k=sql.Literal(primary_key(table)),
+                    kc=sql.Identifier(primary_key(table)), ti=sql.Identifier(table),
+                )
+            )
+            progress(f"seeded {table}: {rows} rows")
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("ANALYZE")
+        return table_counts(conn)
