@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,8 +97,8 @@ class LocalStack:
         base_uri = self._start_postgres()
         blob_port, queue_port = self._start_azurite()
         return StackUrls(
-            totesys_db_url=_with_database(base_uri, "totesys"),
-            warehouse_db_url=_with_database(base_uri, "warehouse"),
+            totesys_db_url=with_database(base_uri, "totesys"),
+            warehouse_db_url=with_database(base_uri, "warehouse"),
             lake_storage=azurite_connection_string(blob_port, queue_port),
         )
 
@@ -123,10 +124,14 @@ class LocalStack:
         return stopped
 
     def _start_postgres(self) -> str:
-        import pgserver
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+            import pgserver
 
-        server = pgserver.get_server(self.pgdata, cleanup_mode=None)
-        uri = server.get_uri()
+            logging.getLogger("pgserver").setLevel(logging.WARNING)
+
+            server = pgserver.get_server(self.pgdata, cleanup_mode=None)
+            uri = server.get_uri()
         with psycopg.connect(uri, autocommit=True) as conn:
             existing = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
             for name in DATABASES:
@@ -148,10 +153,20 @@ class LocalStack:
                 "--silent",
                 "--skipApiVersionCheck",
                 "--disableTelemetry",
-                "--location", str(self.azurite_dir),
-                "--blobHost", "127.0.0.1", "--blobPort", str(blob),
-                "--queueHost", "127.0.0.1", "--queuePort", str(queue),
-                "--tableHost", "127.0.0.1", "--tablePort", str(table),
+                "--location",
+                str(self.azurite_dir),
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(blob),
+                "--queueHost",
+                "127.0.0.1",
+                "--queuePort",
+                str(queue),
+                "--tableHost",
+                "127.0.0.1",
+                "--tablePort",
+                str(table),
             ],
             stdout=logfile,
             stderr=subprocess.STDOUT,
@@ -178,7 +193,8 @@ class LocalStack:
         self.state_file.write_text(json.dumps(state))
 
 
-def _with_database(uri: str, database: str) -> str:
+def with_database(uri: str, database: str) -> str:
+    """The same server URI pointing at another database."""
     # pgserver's URI is postgresql://postgres:@/postgres?host=<socket dir>
     head, _, query = uri.partition("?")
     head = head.rsplit("/", 1)[0] + "/" + database

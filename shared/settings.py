@@ -113,10 +113,12 @@ def load_settings(
     env: Mapping[str, str] | None = None,
     *,
     needs: Collection[Need] = (),
+    defaults: Mapping[str, str] | None = None,
     read_secret: SecretReader = read_key_vault_secret,
 ) -> Settings:
-    """Read the settings from `env` (default os.environ); raise SettingsError listing every problem."""
-    env = os.environ if env is None else env
+    """Read the settings from `env` (default os.environ) over `defaults`; raise SettingsError listing
+    every problem."""
+    env = {**(defaults or {}), **(os.environ if env is None else env)}
     problems: list[str] = []
     key_vault_url = _value(env, "KEY_VAULT_URL")
 
@@ -154,7 +156,11 @@ def load_settings(
     if len(schedule.split()) != 6:
         problems.append(f"EXTRACT_SCHEDULE={schedule!r} is invalid: expected a 6-field NCRONTAB expression")
     names = {}
-    for name, default in (("RAW_CONTAINER", "raw"), ("CURATED_CONTAINER", "curated"), ("LOAD_QUEUE", "load-jobs")):
+    for name, default in (
+        ("RAW_CONTAINER", "raw"),
+        ("CURATED_CONTAINER", "curated"),
+        ("LOAD_QUEUE", "load-jobs"),
+    ):
         value = _value(env, name) or default
         if not re.fullmatch(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", value):
             problems.append(f"{name}={value!r} is invalid: 3-63 lowercase letters, digits and single dashes")

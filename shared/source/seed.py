@@ -135,9 +135,13 @@ def seed_source(
                 copy_frame(conn, table, frame)
                 rows += frame.height
             conn.execute(
-                sql.SQL("SELECT setval(pg_get_serial_sequence({t}, {k}), (SELECT max({kc}) FROM {ti}))").format(
-                    t=sql.Literal(table), k=sql.Literal(primary_key(table)),
-                    kc=sql.Identifier(primary_key(table)), ti=sql.Identifier(table),
+                sql.SQL(
+                    "SELECT setval(pg_get_serial_sequence({t}, {k}), (SELECT max({kc}) FROM {ti}))"
+                ).format(
+                    t=sql.Literal(table),
+                    k=sql.Literal(primary_key(table)),
+                    kc=sql.Identifier(primary_key(table)),
+                    ti=sql.Identifier(table),
                 )
             )
             progress(f"seeded {table}: {rows} rows")

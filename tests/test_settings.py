@@ -1,0 +1,110 @@
+"""The settings object: every missing name listed, Key Vault references, secrets masked."""
+
+import logging
+from datetime import timedelta
+
+import pytest
+
+from shared.errors import SettingsError
+from shared.settings import Secret, load_settings, parse_lookback
+
+SOURCE = "postgresql://reader:s3cret-pw@db.example:5432/totesys"
+
+
+def test_defaults() -> None:
+    settings = load_settings({"LAKE_STORAGE": "UseDevelopmentStorage=true"}, needs=("lake",))
+    assert (settings.raw_container, settings.curated_container, settings.load_queue) == (
+        "raw",
+        "curated",
+        "load-jobs",
+    )
+    assert settings.poison_queue == "load-jobs-poison"
+    assert settings.extract_schedule == "0 */5 * * * *"
+    assert settings.extract_lookback == timedelta(minutes=10)
+
+
+def test_every_missing_name_is_listed_together() -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings({}, needs=("source", "warehouse", "lake"))
+    message = str(err.value)
+    for name in ("TOTESYS_DB_URL", "WAREHOUSE_DB_URL", "LAKE_STORAGE"):
+        assert name in message
+
+
+def test_invalid_values_are_listed_with_missing_ones() -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings({"EXTRACT_LOOKBACK": "soon", "RAW_CONTAINER": "Raw_Data"}, needs=("source",))
+    message = str(err.value)
+    assert "TOTESYS_DB_URL" in message
+    assert "EXTRACT_LOOKBACK='soon'" in message
+    assert "RAW_CONTAINER='Raw_Data'" in message
+
+
+def test_unresolved_key_vault_reference_is_reported_as_such() -> None:
+    env = {
+        "TOTESYS_DB_URL": "@Microsoft.KeyVault(SecretUri=https://kv-totes-dev.vault.azure.net/secrets/totesys-db-url/)",
+        "LAKE_STORAGE": "UseDevelopmentStorage=true",
+    }
+    with pytest.raises(SettingsError, match="TOTESYS_DB_URL is an unresolved Key Vault reference"):
+        load_settings(env, needs=("source", "lake"))
+
+
+def test_key_vault_url_reads_secrets_through_the_one_reader() -> None:
+    asked = []
+
+    def reader(vault: str, name: str) -> str:
+        asked.append((vault, name))
+        return SOURCE
+
+    settings = load_settings(
+        {"KEY_VAULT_URL": "https://kv-totes-dev.vault.azure.net/"}, needs=("source",), read_secret=reader
+    )
+    assert settings.totesys_db_url is not None
+    assert settings.totesys_db_url.reveal() == SOURCE
+    assert ("https://kv-totes-dev.vault.azure.net/", "totesys-db-url") in asked
+
+
+def test_key_vault_failure_names_the_setting_not_a_value() -> None:
+    def reader(vault: str, name: str) -> str:
+        raise PermissionError("forbidden")
+
+    with pytest.raises(SettingsError, match="TOTESYS_DB_URL: could not read secret 'totesys-db-url'"):
+        load_settings({"KEY_VAULT_URL": "https://kv.example/"}, needs=("source",), read_secret=reader)
+
+
+def test_secrets_are_masked_in_repr_and_logs(caplog: pytest.LogCaptureFixture) -> None:
+    settings = load_settings({"TOTESYS_DB_URL": SOURCE, "LAKE_STORAGE": "AccountKey=abc123secret"})
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("test").info("settings: %s %r", settings, settings)
+    assert "s3cret-pw" not in repr(settings)
+    assert "abc123secret" not in repr(settings)
+    assert "s3cret-pw" not in caplog.text
+    assert str(Secret("x")) == "********"
+
+
+def test_identity_based_lake_connection() -> None:
+    settings = load_settings(
+        {
+            "LAKE_STORAGE__blobServiceUri": "https://sttotesdevlake.blob.core.windows.net",
+            "LAKE_STORAGE__queueServiceUri": "https://sttotesdevlake.queue.core.windows.net",
+            "LAKE_STORAGE__clientId": "00000000-0000-0000-0000-000000000001",
+        },
+        needs=("lake",),
+    )
+    assert settings.lake is not None
+    assert settings.lake.connection_string is None
+    assert settings.lake.client_id == "00000000-0000-0000-0000-000000000001"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("600", timedelta(minutes=10)),
+        ("10m", timedelta(minutes=10)),
+        ("90s", timedelta(seconds=90)),
+        ("1h", timedelta(hours=1)),
+        ("00:15:00", timedelta(minutes=15)),
+    ],
+)
+def test_lookback_forms(text: str, expected: timedelta) -> None:
+    assert parse_lookback(text) == expected
