@@ -5,6 +5,7 @@ Blob API only (azure-storage-blob): it works on ADLS Gen2 with hierarchical name
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Iterator
@@ -94,15 +95,11 @@ class Lake:
     def ensure(self) -> None:
         """Create the containers and queues if missing (Terraform does it in Azure; Azurite starts empty)."""
         for container in (self.raw, self.curated):
-            try:
+            with contextlib.suppress(ResourceExistsError):
                 self.blobs.create_container(container)
-            except ResourceExistsError:
-                pass
         for queue in (self.load_queue, f"{self.load_queue}-poison"):
-            try:
+            with contextlib.suppress(ResourceExistsError):
                 self.queues.create_queue(queue)
-            except ResourceExistsError:
-                pass
 
     def put_once(self, container: str, name: str, data: bytes, content_type: str | None = None) -> None:
         """Create blob `name` with `data`; raise BlobExistsError if it exists (If-None-Match: *)."""
