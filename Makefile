@@ -46,7 +46,7 @@ down: setup  ## stop the local stack
 	$(BIN)/totes down
 
 requirements: setup  ## regenerate requirements.txt (the Function App's build input) from pyproject.toml
-	$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --output-file requirements.txt pyproject.toml
+	$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links --output-file requirements.txt pyproject.toml
 
 clean:  ## remove the venv, node_modules and local state
 	-$(BIN)/totes down
