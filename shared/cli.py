@@ -9,14 +9,19 @@ import argparse
 import logging
 import shlex
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 
 from shared.errors import EtlError
 from shared.localstack import LocalStack
 from shared.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from shared.pipeline import CycleSummary
 
 log = logging.getLogger("totes")
 LOCAL_DIR = Path(".local")
@@ -95,6 +100,102 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """extract -> transform -> load in-process, once or every N seconds (a failed cycle is logged)."""
+    from shared.pipeline import run_cycle
+
+    settings = stack_settings(args.local_dir).require("source", "warehouse", "lake")
+    if args.every is None:
+        print_cycle(run_cycle(settings, progress=say))
+        return 0
+    say(f"running a cycle every {args.every:g} s; Ctrl-C stops")
+    while True:
+        started = time.monotonic()
+        try:
+            print_cycle(run_cycle(settings, progress=say))
+        except EtlError as exc:
+            log.error("cycle failed, next one in %s s: %s", args.every, exc)
+        time.sleep(max(0.0, args.every - (time.monotonic() - started)))
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    """Run the extract stage once."""
+    from shared.extract import extract
+    from shared.lake import Lake
+
+    settings = stack_settings(args.local_dir).require("source", "lake")
+    lake = Lake.from_settings(settings)
+    lake.ensure()
+    result = extract(settings, lake)
+    if result.run_id is None:
+        say("no changes in the source since the last run")
+        return 0
+    print_counts(f"extracted run {result.run_id}", result.rows)
+    print(f"next: totes transform {result.run_id}")
+    return 0
+
+
+def cmd_transform(args: argparse.Namespace) -> int:
+    """Run the transform stage on one extracted run."""
+    from shared.lake import Lake
+    from shared.transform.stage import transform
+
+    settings = stack_settings(args.local_dir).require("lake")
+    lake = Lake.from_settings(settings)
+    outcome = transform(lake, args.run_id)
+    if outcome.status == "quarantined":
+        say(f"run {args.run_id} quarantined: see {lake.curated}/_quarantine/{args.run_id}.json")
+        return 2
+    print_counts(f"transformed run {args.run_id} ({outcome.status})", outcome.rows)
+    print(f"next: totes load {args.run_id}")
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    """Load one transformed run into the warehouse."""
+    from shared.lake import Lake
+    from shared.load import load
+
+    settings = stack_settings(args.local_dir).require("warehouse", "lake")
+    result = load(settings, Lake.from_settings(settings), args.run_id)
+    if result.already_loaded:
+        say(f"run {args.run_id} was already loaded: nothing changed")
+        return 0
+    print_counts(f"loaded run {args.run_id} in {result.duration_s:.2f} s", result.rows)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Show recent runs from the warehouse ledger and the current lag."""
+    from shared.load import status
+
+    settings = stack_settings(args.local_dir).require("warehouse")
+    report = status(settings, limit=args.limit)
+    runs = report["runs"]
+    if not runs:
+        print("no run loaded yet")
+    for run in runs:
+        rows = sum(int(v) for v in run["row_counts"].values())
+        print(f"{run['run_id']}  loaded {run['loaded_at']:%Y-%m-%d %H:%M:%S}  {rows:>10,} rows")
+    lag = report.get("lag_s")
+    shown = f"{lag:,.0f} s (now - newest source change loaded)" if lag is not None else "n/a"
+    print(f"current lag: {shown}")
+    return 0
+
+
+def print_cycle(summary: CycleSummary) -> None:
+    """Print a cycle's final summary: rows per warehouse table, duration per stage, lag."""
+    if summary.run_id is None:
+        print("no changes in the source: nothing to load")
+        return
+    assert summary.load is not None
+    print_counts(f"run {summary.run_id}: rows merged per warehouse table", summary.load.rows)
+    stages = ", ".join(f"{k} {v:.2f} s" for k, v in summary.durations.items())
+    print(f"durations: {stages}")
+    if summary.load.lag_s is not None:
+        print(f"source-commit-to-warehouse lag: {summary.load.lag_s:.1f} s")
+
+
 def print_counts(title: str, counts: dict[str, int]) -> None:
     """Print a per-table row count summary on stdout."""
     print(f"{title}: rows per table")
@@ -123,6 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--scale", type=int, default=1, help="synthesise N times the snapshot's rows")
     seed.add_argument("--replace", action="store_true", help="drop and re-seed a populated database")
     command("demo", cmd_demo, "the main job on embedded defaults")
+    run = command("run", cmd_run, "extract -> transform -> load in-process")
+    when = run.add_mutually_exclusive_group()
+    when.add_argument("--once", action="store_true", help="one cycle (the default)")
+    when.add_argument("--every", type=float, metavar="SECONDS", help="a cycle every SECONDS until Ctrl-C")
+    command("extract", cmd_extract, "run the extract stage once")
+    transform = command("transform", cmd_transform, "run the transform stage on one run")
+    transform.add_argument("run_id")
+    load = command("load", cmd_load, "load one transformed run into the warehouse")
+    load.add_argument("run_id")
+    status = command("status", cmd_status, "recent runs from the ledger and the current lag")
+    status.add_argument("--limit", type=int, default=10, help="how many runs to show")
     return parser
 
 
