@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 DATABASES = ("totesys", "warehouse")
 AZURITE_ACCOUNT = "devstoreaccount1"
 # Azurite's well-known development key, published in Microsoft's docs: not a secret.
-AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="  # nosec B105
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -115,7 +115,9 @@ class LocalStack:
                 time.sleep(0.1)
             stopped.append(f"Azurite (pid {pid})")
         if (self.pgdata / "postmaster.pid").exists():
-            from pgserver._commands import pg_ctl
+            from pgserver import _commands
+
+            pg_ctl = _commands.pg_ctl  # created at import time, unknown to mypy
 
             user = "pgserver" if os.geteuid() == 0 else None
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user)
