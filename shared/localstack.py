@@ -117,7 +117,7 @@ class LocalStack:
         if (self.pgdata / "postmaster.pid").exists():
             from pgserver import _commands
 
-            pg_ctl = _commands.pg_ctl  # created at import time, unknown to mypy
+            pg_ctl = getattr(_commands, "pg_ctl")  # noqa: B009 (created at import time, unknown to mypy)
 
             user = "pgserver" if os.geteuid() == 0 else None
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user)
