@@ -84,19 +84,52 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job on embedded defaults: stack up, seed if empty, show what is there."""
+    """The main job on embedded defaults: up, seed if empty, run, simulate changes, run again, summary."""
+    from shared.pipeline import run_cycle
     from shared.source.seed import seed_source, table_counts
+    from shared.source.simulate import simulate
+    from shared.warehouse import report
 
-    settings = stack_settings(args.local_dir)
-    assert settings.totesys_db_url is not None
-    url = settings.totesys_db_url.reveal()
-    with psycopg.connect(url) as conn:
+    started = time.monotonic()
+    settings = stack_settings(args.local_dir).require("source", "warehouse", "lake")
+    assert settings.totesys_db_url is not None and settings.warehouse_db_url is not None
+    source_url = settings.totesys_db_url.reveal()
+    with psycopg.connect(source_url) as conn:
         counts = table_counts(conn)
     if all(c <= 0 for c in counts.values()):
-        say("seeding totesys with the 2024-11-15 snapshot ...")
-        counts = seed_source(url, progress=say)
+        say("== seeding totesys with the real 2024-11-15 snapshot")
+        counts = seed_source(source_url, progress=say)
     print_counts("source (totesys)", counts)
-    say('next: eval "$(totes up)"; totes simulate --changes 100; totes down')
+
+    say("== cycle 1: extract -> transform -> load")
+    first = run_cycle(settings, progress=say)
+    print_cycle(first)
+
+    say(f"== simulating {args.changes} application changes on totesys (seed {args.seed})")
+    simulated = simulate(source_url, seed=args.seed, changes=args.changes, progress=say)
+    print("simulated changes: " + ", ".join(f"{k} {v}" for k, v in simulated.counts.items()))
+
+    say("== cycle 2: only the changed rows flow through")
+    second = run_cycle(settings, progress=say)
+    print_cycle(second)
+
+    with psycopg.connect(settings.warehouse_db_url.reveal()) as conn:
+        print_counts("warehouse: rows per table", report.table_counts(conn))
+        if second.run_id is not None:
+            print(f"history created by run {second.run_id}:")
+            for h in report.run_history(conn, second.run_id):
+                print(
+                    f"  {h.table:<20} {h.rows:>6,} rows, {h.new_versions:>5,} of them new versions of known rows"
+                )
+            example = next((h for h in report.run_history(conn, second.run_id) if h.examples), None)
+            if example is not None:
+                natural_id = example.examples[0][0]
+                print(f"  e.g. {example.table} id {natural_id}, every version (oldest first):")
+                for version in report.versions(conn, example.table, natural_id):
+                    shown = {k: v for k, v in version.items() if not k.startswith("etl_")}
+                    print("    " + ", ".join(f"{k}={v}" for k, v in list(shown.items())[1:10]))
+    say(f"demo finished in {time.monotonic() - started:.1f} s")
+    say('next: eval "$(totes up)"; totes simulate --changes 100; totes run --once; totes status; totes down')
     return 0
 
 
@@ -223,7 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     seed = command("seed", cmd_seed, "create the totesys schema and load the real snapshot")
     seed.add_argument("--scale", type=int, default=1, help="synthesise N times the snapshot's rows")
     seed.add_argument("--replace", action="store_true", help="drop and re-seed a populated database")
-    command("demo", cmd_demo, "the main job on embedded defaults")
+    demo = command("demo", cmd_demo, "the main job on embedded defaults")
+    demo.add_argument("--changes", type=int, default=200, help="simulated changes between the two cycles")
+    demo.add_argument("--seed", type=int, default=1, help="seed of the simulated changes")
     run = command("run", cmd_run, "extract -> transform -> load in-process")
     when = run.add_mutually_exclusive_group()
     when.add_argument("--once", action="store_true", help="one cycle (the default)")
