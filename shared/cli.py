@@ -117,11 +117,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print_counts("warehouse: rows per table", report.table_counts(conn))
         if second.run_id is not None:
             print(f"history created by run {second.run_id}:")
-            for h in report.run_history(conn, second.run_id):
-                print(
-                    f"  {h.table:<20} {h.rows:>6,} rows, {h.new_versions:>5,} of them new versions of known rows"
-                )
-            example = next((h for h in report.run_history(conn, second.run_id) if h.examples), None)
+            history = report.run_history(conn, second.run_id)
+            for h in history:
+                print(f"  {h.table:<20} {h.rows:>6,} rows, {h.new_versions:>5,} new versions")
+            example = next((h for h in history if h.examples), None)
             if example is not None:
                 natural_id = example.examples[0][0]
                 print(f"  e.g. {example.table} id {natural_id}, every version (oldest first):")
