@@ -81,6 +81,24 @@ class Settings:
         return self
 
 
+TriggerSource = Literal["EventGrid", "LogsAndContainerScan"]
+TRIGGER_SOURCES: tuple[TriggerSource, ...] = ("EventGrid", "LogsAndContainerScan")
+
+
+def transform_trigger_source(env: Mapping[str, str] | None = None) -> TriggerSource:
+    """TRANSFORM_TRIGGER_SOURCE (default LogsAndContainerScan): read when function_app.py is indexed,
+    because the host parses the blob trigger's `source` as an enum and cannot resolve a %SETTING% in it."""
+    value = _value(os.environ if env is None else env, "TRANSFORM_TRIGGER_SOURCE") or "LogsAndContainerScan"
+    for source in TRIGGER_SOURCES:
+        if value == source:
+            return source
+    raise SettingsError(
+        f"invalid settings: TRANSFORM_TRIGGER_SOURCE={value!r} is invalid: expected one of "
+        + ", ".join(TRIGGER_SOURCES)
+        + " (EventGrid in Azure, LogsAndContainerScan for func start on Azurite)"
+    )
+
+
 SecretReader = Callable[[str, str], str]
 
 
