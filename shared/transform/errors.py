@@ -1,0 +1,31 @@
+"""The transform's exceptions. All are terminal: the run's raw input stays in the lake for a replay."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from shared.errors import TerminalError
+
+# How many offending ids a message lists before it summarises the rest.
+_SHOWN = 10
+
+
+def describe_ids(ids: Iterable[Any]) -> str:
+    """A short, sorted list of (mutually comparable) ids for an error message: '1, 2, 3 and 7 more'."""
+    values = sorted(set(ids))
+    shown = ", ".join(str(v) for v in values[:_SHOWN])
+    rest = len(values) - _SHOWN
+    return f"{shown} and {rest} more" if rest > 0 else shown
+
+
+class MissingColumnError(TerminalError):
+    """A raw or state frame lacks a column the builders read."""
+
+
+class MissingReferenceError(TerminalError):
+    """A row references a parent (department, address) that is neither in the state nor in the run."""
+
+
+class InvalidValueError(TerminalError):
+    """A source value cannot be converted to its warehouse type (e.g. a text date that is not a date)."""

@@ -1,0 +1,130 @@
+"""A stable content hash of rows, for telling fact versions apart (`etl_row_hash`).
+
+Why not polars' `Expr.hash`: it is not stable across polars versions, and this hash must never change.
+The warehouse keeps one row per (natural key, etl_row_hash), so a hash that changed with an upgrade
+would load every replayed version a second time. Why not hashlib: polars has no digest expression, and
+a hashlib call per row costs about a microsecond of Python per row. So the digest is defined here and
+computed with numpy over whole columns, a batch of rows at a time:
+
+1. Each column becomes one 64-bit word per row, by dtype: integers, dates (days since 1970-01-01),
+   times (ns since midnight), datetimes, durations and decimals (the scaled integer) by their physical
+   integer value; booleans as 0/1; strings by a 64-bit fold of their UTF-8 bytes (zero-padded to whole
+   little-endian words, byte length mixed in). A null becomes 0, and one more word holds the row's
+   null mask (bit i = column i is null), so null and 0 differ.
+2. The words, in column order, are folded by two 64-bit lanes with different seeds using xxHash64's
+   round, merge and avalanche functions; the result is the two lanes as 32 lowercase hex digits.
+
+For a fixed column list and dtypes the encoding is injective, so equal hashes mean equal rows up to a
+64-to-128-bit collision. tests/transform/test_hashing.py pins known values: a change to this module
+that changes them is a breaking change of the warehouse contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+
+_P1 = np.uint64(0x9E3779B185EBCA87)
+_P2 = np.uint64(0xC2B2AE3D27D4EB4F)
+_P3 = np.uint64(0x165667B19E3779F9)
+_P4 = np.uint64(0x85EBCA77C2B2AE63)
+_P5 = np.uint64(0x27D4EB2F165667C5)
+_SEEDS = (np.uint64(0), np.uint64(0x746F7465735F7631))  # the second is b"totes_v1" read as an integer
+# Byte -> its two lowercase hex digits as one little-endian uint16 (so a byte array views as text).
+_HEX_PAIRS = np.array(
+    [ord(hi) | (ord(lo) << 8) for hi in "0123456789abcdef" for lo in "0123456789abcdef"], dtype=np.uint16
+)
+# Rows per numpy batch: keeps each word column within the CPU cache (measured fastest around 64k).
+BATCH_ROWS = 1 << 16
+_MAX_COLUMNS = 64  # the null mask is one 64-bit word
+
+
+def _rotl(x: np.ndarray, r: int) -> np.ndarray:
+    return (x << np.uint64(r)) | (x >> np.uint64(64 - r))
+
+
+def _round(h: np.ndarray, word: np.ndarray) -> np.ndarray:
+    k = _rotl(word * _P2, 31) * _P1
+    return _rotl(h ^ k, 27) * _P1 + _P4
+
+
+def _avalanche(h: np.ndarray) -> np.ndarray:
+    h = (h ^ (h >> np.uint64(33))) * _P2
+    h = (h ^ (h >> np.uint64(29))) * _P3
+    return h ^ (h >> np.uint64(32))
+
+
+def _string_bytes(strings: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Per string (nulls as ''): its UTF-8 bytes zero-padded to words (a words x rows matrix), byte length."""
+    filled = strings.fill_null("")
+    n_bytes = filled.str.len_bytes().cast(pl.UInt64).to_numpy()
+    width = (int(n_bytes.max(initial=0)) // 8 + 1) * 8
+    padded = pl.select(
+        pl.concat_str([pl.lit(filled), pl.lit("\0" * width).str.slice(0, width - pl.lit(n_bytes))])
+        .cast(pl.Binary)
+        .bin.reinterpret(dtype=pl.Array(pl.UInt64, width // 8), endianness="little")
+    ).to_series()
+    return np.ascontiguousarray(padded.to_numpy().T), n_bytes
+
+
+def _fold_string(words: np.ndarray, n_bytes: np.ndarray, seed: np.uint64) -> np.ndarray:
+    """Per string, a 64-bit fold of its own words (not the padding beyond them) and its byte length."""
+    n_words = (n_bytes + np.uint64(7)) // np.uint64(8)
+    h = seed + _P5 + n_bytes
+    # Only a row's own words are folded, so the result does not depend on the batch's widest string.
+    for j in range(words.shape[0]):
+        h = np.where(j < n_words, _round(h, words[j]), h)
+    return _avalanche(h)
+
+
+def _hash_batch(batch: pl.DataFrame) -> pl.Series:
+    numbers: list[np.ndarray | None] = []  # per column: its words, or None for a string column
+    strings: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for i, (name, dtype) in enumerate(batch.schema.items()):
+        series = batch.get_column(name)
+        if dtype == pl.String:
+            strings[i] = _string_bytes(series)
+            numbers.append(None)
+        elif dtype == pl.Boolean or dtype.is_integer() or dtype.is_temporal() or isinstance(dtype, pl.Decimal):
+            if isinstance(dtype, pl.Decimal) and (dtype.precision or 38) > 18:
+                raise TypeError(f"row hash: decimal column {name!r} is wider than 64 bits ({dtype})")
+            numbers.append(series.to_physical().cast(pl.Int64).fill_null(0).to_numpy().view(np.uint64))
+        else:
+            raise TypeError(f"row hash: no stable encoding for column {name!r} of dtype {dtype}")
+    null_mask = (
+        batch.select(
+            pl.sum_horizontal(
+                [pl.col(c).is_null().cast(pl.UInt64) * (1 << i) for i, c in enumerate(batch.columns)]
+            ).cast(pl.UInt64)
+        )
+        .to_series()
+        .to_numpy()
+    )
+    lanes = []
+    for seed in _SEEDS:
+        h = np.full(batch.height, seed + _P5 + np.uint64(len(numbers) + 1), dtype=np.uint64)
+        for i, word in enumerate(numbers):
+            h = _round(h, _fold_string(*strings[i], seed) if word is None else word)
+        lanes.append(_avalanche(_round(h, null_mask)))
+    digest_bytes = np.stack(lanes, axis=1).astype(">u8").view(np.uint8)  # (rows, 16), big-endian lanes
+    text = np.ascontiguousarray(_HEX_PAIRS[digest_bytes]).view("S32").ravel()
+    return pl.Series(text).cast(pl.String)
+
+
+def row_hash(frame: pl.DataFrame, columns: Sequence[str]) -> pl.Series:
+    """Per row of `frame`, the 32-hex-digit stable hash of its values in `columns` (in that order)."""
+    if len(columns) > _MAX_COLUMNS:
+        raise ValueError(f"row hash: at most {_MAX_COLUMNS} columns, got {len(columns)}")
+    selected = frame.select(columns)
+    if selected.height == 0:
+        return pl.Series("etl_row_hash", [], dtype=pl.String)
+    with np.errstate(over="ignore"):  # the mixing arithmetic is modulo 2**64 by design
+        parts = [_hash_batch(selected.slice(start, BATCH_ROWS)) for start in range(0, selected.height, BATCH_ROWS)]
+    return pl.concat(parts).alias("etl_row_hash")
+
+
+def with_row_hash(frame: pl.DataFrame, columns: Sequence[str] | None = None) -> pl.DataFrame:
+    """`frame` plus a String column `etl_row_hash`: the stable hash of each row over `columns` (default all)."""
+    return frame.with_columns(row_hash(frame, frame.columns if columns is None else columns))

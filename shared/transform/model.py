@@ -1,0 +1,160 @@
+"""The whole pure transform of one run: raw source rows and the previous state in, star rows out.
+
+Propagation (design rule 5): a changed department re-emits dim_staff for every staff row of it, a
+changed address re-emits dim_location and every dim_counterparty whose legal address it is; changed
+staff and counterparty rows join to the current department and address (the state merged with the
+run's own changes). Dimension rows are always built from that merged current state, so a replayed old
+run emits today's values, never older ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from shared.schema import SOURCE_SCHEMA, primary_key
+from shared.transform.builders import (
+    build_dim_counterparty,
+    build_dim_currency,
+    build_dim_date,
+    build_dim_design,
+    build_dim_location,
+    build_dim_payment_type,
+    build_dim_staff,
+    build_dim_transaction,
+    build_fact_payment,
+    build_fact_purchase_order,
+    build_fact_sales_order,
+)
+from shared.transform.contract import NULLABLE_OUTPUT, OUTPUT_SCHEMA, TABLE_KEYS, required_schema
+from shared.transform.errors import InvalidValueError, MissingColumnError, describe_ids
+from shared.transform.state import STATE_TABLES, merge_state
+
+__all__ = ["TransformResult", "conform_source", "transform_run"]
+
+
+@dataclass(frozen=True)
+class TransformResult:
+    """What one run produced.
+
+    tables: warehouse table -> its rows from this run, ONLY for tables with at least one row, in
+        load order (dim_date, dimensions, facts); columns exactly contract.OUTPUT_SCHEMA[table].
+    state: the new current state of every STATE_TABLES table (all four, possibly empty), columns
+        contract.required_columns(table), one row per key, sorted by key.
+    warnings: human-readable problems that did not stop the run (e.g. an unknown currency code).
+    """
+
+    tables: dict[str, pl.DataFrame]
+    state: dict[str, pl.DataFrame]
+    warnings: list[str] = field(default_factory=list)
+
+
+def conform_source(frame: pl.DataFrame, table: str, origin: str = "raw") -> pl.DataFrame:
+    """`frame` reduced to the required columns of source `table`, cast to their source dtypes.
+
+    Extra columns are dropped (the caller warns about them); a missing one raises MissingColumnError,
+    a value that does not fit its dtype InvalidValueError. `origin` ('raw' or 'state') is for messages.
+    """
+    schema = required_schema(table)
+    missing = [c for c in schema if c not in frame.columns]
+    if missing:
+        raise MissingColumnError(
+            f"{origin} table {table!r} lacks column(s) {', '.join(missing)} that the transform needs; "
+            f"nothing of the run was transformed. Deliver {table} with its full column list (a source "
+            "schema change needs a pipeline change first), then transform the run again"
+        )
+    try:
+        return frame.select([pl.col(c).cast(t) for c, t in schema.items()])
+    except pl.exceptions.PolarsError as exc:
+        raise InvalidValueError(
+            f"{origin} table {table!r} has values that do not fit the source types {schema}: {exc}; "
+            "nothing of the run was transformed"
+        ) from exc
+
+
+def _empty_source(table: str) -> pl.DataFrame:
+    return pl.DataFrame(schema=required_schema(table))
+
+
+def _ids(frame: pl.DataFrame | None, column: str) -> pl.Series:
+    if frame is None:
+        return pl.Series(column, [], dtype=pl.Int32)
+    return frame.get_column(column).unique()
+
+
+def _null_warnings(table: str, frame: pl.DataFrame) -> list[str]:
+    """A warning per NOT NULL warehouse column that holds nulls (the load would reject the run)."""
+    key = TABLE_KEYS[table]
+    warnings = []
+    for column in OUTPUT_SCHEMA[table]:
+        if column in NULLABLE_OUTPUT.get(table, ()) or not frame.get_column(column).null_count():
+            continue
+        ids = frame.filter(pl.col(column).is_null()).get_column(key).to_list()
+        warnings.append(
+            f"{table}.{column} is null for {key} {describe_ids(ids)}, but the warehouse column is NOT NULL: "
+            "the load will reject this run until the source value is set"
+        )
+    return warnings
+
+
+def transform_run(raw: Mapping[str, pl.DataFrame], state: Mapping[str, pl.DataFrame]) -> TransformResult:
+    """One run's raw source rows (changed tables only) and the previous state -> star rows and new state."""
+    warnings: list[str] = []
+    run: dict[str, pl.DataFrame] = {}
+    for table, frame in raw.items():
+        if table not in SOURCE_SCHEMA:
+            warnings.append(f"raw table {table!r} is not a source table the transform knows; it was ignored")
+            continue
+        run[table] = conform_source(frame, table, "raw")
+
+    current: dict[str, pl.DataFrame] = {}
+    for table in STATE_TABLES:
+        old = conform_source(state[table], table, "state") if table in state else None
+        if table in run:
+            current[table] = merge_state(old, run[table], primary_key(table))
+        else:
+            current[table] = old if old is not None else _empty_source(table)
+
+    tables: dict[str, pl.DataFrame] = {}
+    facts = {
+        "fact_sales_order": (build_fact_sales_order, "sales_order"),
+        "fact_purchase_order": (build_fact_purchase_order, "purchase_order"),
+        "fact_payment": (build_fact_payment, "payment"),
+    }
+    for name, (build, source) in facts.items():
+        if source in run:
+            tables[name] = build(run[source])
+    tables["dim_date"] = build_dim_date(tables)
+
+    changed_departments = _ids(run.get("department"), "department_id")
+    staff = current["staff"].filter(
+        pl.col("staff_id").is_in(_ids(run.get("staff"), "staff_id").implode())
+        | pl.col("department_id").is_in(changed_departments.implode())
+    )
+    tables["dim_staff"] = build_dim_staff(staff, current["department"])
+
+    changed_addresses = _ids(run.get("address"), "address_id")
+    address = current["address"].filter(pl.col("address_id").is_in(changed_addresses.implode()))
+    tables["dim_location"] = build_dim_location(address)
+    counterparty = current["counterparty"].filter(
+        pl.col("counterparty_id").is_in(_ids(run.get("counterparty"), "counterparty_id").implode())
+        | pl.col("legal_address_id").is_in(changed_addresses.implode())
+    )
+    tables["dim_counterparty"] = build_dim_counterparty(counterparty, current["address"])
+
+    if "currency" in run:
+        tables["dim_currency"], currency_warnings = build_dim_currency(run["currency"])
+        warnings.extend(currency_warnings)
+    if "design" in run:
+        tables["dim_design"] = build_dim_design(run["design"])
+    if "payment_type" in run:
+        tables["dim_payment_type"] = build_dim_payment_type(run["payment_type"])
+    if "transaction" in run:
+        tables["dim_transaction"] = build_dim_transaction(run["transaction"])
+
+    produced = {t: tables[t] for t in OUTPUT_SCHEMA if t in tables and tables[t].height}
+    for table, frame in produced.items():
+        warnings.extend(_null_warnings(table, frame))
+    return TransformResult(tables=produced, state=current, warnings=warnings)
