@@ -1,0 +1,514 @@
+"""The transform stage's I/O: one raw run (manifest + Parquet) in; curated Parquet, state and manifest out.
+
+The pure work is `transform_run` (shared.transform.builders); this module reads what the raw manifest
+names, checks it, and writes the results so that any step may crash and be retried:
+
+1. curated/<table>/<run_id>.parquet   write-once; a blob left by a crashed attempt with the same bytes
+                                      counts as written (outputs are deterministic: rows sorted by key,
+                                      no clock inside)
+2. curated/_state/<table>.parquet     current department/staff/address/counterparty, ETag-guarded; a
+                                      lost race re-reads and re-merges (the merge is order-insensitive)
+3. curated/_runs/<run_id>.json        LAST: the commit marker. Its existence means data and state are
+                                      done, so a re-run answers "already_done" (and the caller re-sends
+                                      the load message, in case the first one was lost)
+
+State is written before the manifest (not after) so that a crash between the two is repaired by a
+re-run: the run is transformed again over a state that already holds its own rows, which gives the same
+outputs because merging a row twice is a no-op. The other order would leave a crash after the manifest
+with a state that never learns the run's rows.
+
+Bad input (a malformed manifest, a missing or altered file, a missing required column, a reference the
+state cannot resolve) quarantines the run: curated/_quarantine/<run_id>.json records why, an ERROR log
+line carries the marker TOTES_QUARANTINE for the alert, and no load message is sent. The raw files stay;
+the record does not block a later re-run of the same run_id once the cause is fixed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import re
+import time
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, Literal
+
+import polars as pl
+
+from shared.errors import TerminalError
+from shared.lake import BlobExistsError, ConcurrentUpdateError, Lake
+from shared.schema import SOURCE_SCHEMA, primary_key
+from shared.settings import Settings, load_settings
+from shared.transform.contract import TABLE_KEYS, required_columns
+from shared.transform.model import transform_run
+from shared.transform.state import STATE_TABLES, merge_state
+
+log = logging.getLogger(__name__)
+
+RunStatus = Literal["transformed", "quarantined", "already_done"]
+RUNS_PREFIX = "_runs/"
+STATE_PREFIX = "_state/"
+QUARANTINE_PREFIX = "_quarantine/"
+QUARANTINE_MARKER = "TOTES_QUARANTINE"
+PARQUET = "application/vnd.apache.parquet"
+JSON = "application/json"
+# Attempts at an ETag-guarded state update before giving up with a TransientError (the trigger retries).
+STATE_ATTEMPTS = 5
+# Blobs read or written at once: enough to overlap the storage round trips of one run's files.
+IO_THREADS = 8
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+class RunNotFoundError(TerminalError):
+    """No raw manifest exists for the run_id: nothing to transform (and nothing to quarantine)."""
+
+
+class OutputConflictError(TerminalError):
+    """A curated data blob of an unfinished run exists with other bytes than this attempt produced."""
+
+
+class BadRunError(TerminalError):
+    """The run's raw input cannot be transformed; the run is quarantined and its raw files are kept."""
+
+    def __init__(self, run_id: str, reason: str, *, file: str | None = None, columns: Iterable[str] = ()) -> None:
+        self.run_id = run_id
+        self.reason = reason
+        self.file = file
+        self.columns = tuple(columns)
+        where = f" file {file}" if file else ""
+        what = f" column(s) {', '.join(self.columns)}" if self.columns else ""
+        super().__init__(f"run {run_id}{where}{what}: {reason}")
+
+
+@dataclass(frozen=True)
+class TransformOutcome:
+    """What transforming one run did: its status, rows per warehouse table, warnings and the blobs written."""
+
+    run_id: str
+    status: RunStatus
+    rows: dict[str, int] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    duration_s: float = 0.0
+    manifest: str | None = None  # curated/_runs/<run_id>.json, inside the curated container
+    quarantine: str | None = None  # curated/_quarantine/<run_id>.json when quarantined
+    reason: str | None = None  # why the run was quarantined
+
+    @property
+    def load_message(self) -> str | None:
+        """The load queue message {"run_id": ...}, or None for a quarantined run (nothing to load)."""
+        return None if self.status == "quarantined" else json.dumps({"run_id": self.run_id})
+
+    def summary(self) -> str:
+        """One log line: run, status, row total, table count, warnings, duration."""
+        if self.status == "quarantined":
+            return f"transform run {self.run_id}: quarantined ({self.reason}); see {self.quarantine}"
+        return (
+            f"transform run {self.run_id}: {self.status}, {sum(self.rows.values())} rows in "
+            f"{len(self.rows)} tables, {len(self.warnings)} warnings, {self.duration_s:.2f} s"
+        )
+
+
+@dataclass(frozen=True)
+class RawFile:
+    """One source table's file as the raw manifest names it."""
+
+    table: str
+    file: str  # path inside the raw container
+    rows: int
+    sha256: str
+    size: int | None
+    max_last_updated: str | None
+
+
+@dataclass(frozen=True)
+class RawManifest:
+    """The parts of raw/_runs/<run_id>.json the transform relies on."""
+
+    run_id: str
+    extracted_at: str
+    files: tuple[RawFile, ...]
+
+    @property
+    def source_max_updated(self) -> str | None:
+        """The latest window.max_last_updated over the run's tables (as written), or None."""
+        stamps = [f.max_last_updated for f in self.files if f.max_last_updated]
+        return max(stamps, key=_utc) if stamps else None
+
+
+@dataclass(frozen=True)
+class StateBlob:
+    """One state table as read: its bytes and ETag (None, None before the first run) and its rows."""
+
+    data: bytes | None
+    etag: str | None
+    frame: pl.DataFrame | None
+
+
+def transform(lake: Lake, run_id: str) -> TransformOutcome:
+    """Transform raw run `run_id` into curated files + manifest + state; quarantine it on bad input."""
+    started = time.perf_counter()
+    check_run_id(run_id)
+    manifest_name = f"{RUNS_PREFIX}{run_id}.json"
+    done = lake.read_versioned(lake.curated, manifest_name).data
+    if done is not None:
+        return _already_done(run_id, done, manifest_name, started)
+    raw_manifest = lake.read_versioned(lake.raw, manifest_name).data
+    if raw_manifest is None:
+        raise RunNotFoundError(
+            f"run {run_id}: no raw manifest {lake.raw}/{manifest_name}; nothing was transformed. "
+            "Check the run_id (`totes status`) or extract first"
+        )
+    try:
+        manifest = parse_raw_manifest(run_id, raw_manifest, f"{lake.raw}/{manifest_name}")
+        raw, warnings = read_raw(lake, manifest)
+        state = read_state(lake)
+        current = {t: blob.frame for t, blob in state.items() if blob.frame is not None}
+        try:
+            result = transform_run(raw, current)
+        except BadRunError:
+            raise
+        except TerminalError as exc:  # the pure transform's bad-input errors (missing column, reference)
+            raise BadRunError(run_id, str(exc)) from exc
+    except BadRunError as exc:
+        return _quarantine(lake, exc, started)
+
+    warnings += result.warnings
+    for message in result.warnings:
+        log.warning("run %s: %s", run_id, message)
+    tables = write_tables(lake, run_id, result.tables)
+    write_state(lake, state, result.state)
+    body = {
+        "run_id": run_id,
+        "extracted_at": manifest.extracted_at,
+        "source_max_updated": manifest.source_max_updated,
+        "tables": tables,
+        "warnings": warnings,
+    }
+    try:
+        lake.put_once(lake.curated, manifest_name, _json(body), JSON)
+    except BlobExistsError:
+        log.info("run %s: a concurrent attempt wrote %s first; its outputs are the same", run_id, manifest_name)
+    return TransformOutcome(
+        run_id=run_id,
+        status="transformed",
+        rows={t: int(v["rows"]) for t, v in tables.items()},
+        warnings=tuple(warnings),
+        duration_s=time.perf_counter() - started,
+        manifest=manifest_name,
+    )
+
+
+def transform_blob(blob_name: str, lake: Lake | None = None) -> TransformOutcome:
+    """Transform the run whose raw manifest blob is `blob_name` ('<raw>/_runs/<run_id>.json'), for the trigger."""
+    return transform(lake or lake_from_environment(), run_id_from_blob(blob_name))
+
+
+def run_id_from_blob(blob_name: str) -> str:
+    """The run_id of a raw manifest blob name '[<container>/]_runs/<run_id>.json'; TerminalError otherwise."""
+    match = re.fullmatch(r"(?:[^/]+/)?_runs/([^/]+)\.json", blob_name)
+    if not match:
+        raise TerminalError(
+            f"blob {blob_name!r} is not a raw run manifest '<raw container>/_runs/<run_id>.json'; "
+            "check the transform trigger's path"
+        )
+    return check_run_id(match[1])
+
+
+def check_run_id(run_id: str) -> str:
+    """`run_id` if it is a safe blob name part (letters, digits, '_', '.', '-'); TerminalError otherwise."""
+    if not _RUN_ID.fullmatch(run_id):
+        raise TerminalError(f"run_id {run_id!r} is invalid: expected letters, digits, '_', '.', '-' (<= 128)")
+    return run_id
+
+
+def lake_from_environment() -> Lake:
+    """The Lake of the current settings (environment), one per distinct settings per process."""
+    return _lake_for(load_settings().require("lake"))
+
+
+@lru_cache(maxsize=4)
+def _lake_for(settings: Settings) -> Lake:
+    return Lake.from_settings(settings)
+
+
+def parse_raw_manifest(run_id: str, data: bytes, where: str) -> RawManifest:
+    """Check and parse a raw run manifest (bytes of `where`); BadRunError naming what is wrong."""
+
+    def bad(reason: str) -> BadRunError:
+        return BadRunError(run_id, f"malformed raw manifest: {reason}", file=where)
+
+    try:
+        body = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise bad(f"not valid JSON ({exc})") from exc
+    if not isinstance(body, dict):
+        raise bad("not a JSON object")
+    missing = [k for k in ("run_id", "extracted_at", "tables") if k not in body]
+    if missing:
+        raise bad(f"missing key(s) {', '.join(missing)}")
+    if body["run_id"] != run_id:
+        raise bad(f"its run_id is {body['run_id']!r}, not {run_id!r}")
+    if not isinstance(body["extracted_at"], str) or _instant(body["extracted_at"]) is None:
+        raise bad(f"extracted_at {body['extracted_at']!r} is not an ISO-8601 time")
+    if not isinstance(body["tables"], dict):
+        raise bad("tables is not an object")
+    files = []
+    for table, entry in sorted(body["tables"].items()):
+        files.append(_raw_file(table, entry, bad))
+    return RawManifest(run_id=run_id, extracted_at=body["extracted_at"], files=tuple(files))
+
+
+def _raw_file(table: str, entry: Any, bad: Any) -> RawFile:
+    if not isinstance(entry, dict):
+        raise bad(f"tables.{table} is not an object")
+    missing = [k for k in ("file", "rows", "sha256", "window") if k not in entry]
+    if missing:
+        raise bad(f"tables.{table} lacks key(s) {', '.join(missing)}")
+    file, rows, sha, window = entry["file"], entry["rows"], entry["sha256"], entry["window"]
+    size = entry.get("bytes")
+    if not isinstance(file, str) or not file or file.startswith("/"):
+        raise bad(f"tables.{table}.file {file!r} is not a path inside the raw container")
+    if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+        raise bad(f"tables.{table}.rows {rows!r} is not a row count")
+    if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+        raise bad(f"tables.{table}.sha256 {sha!r} is not a hex SHA-256")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        raise bad(f"tables.{table}.bytes {size!r} is not a byte count")
+    if not isinstance(window, dict) or "max_last_updated" not in window:
+        raise bad(f"tables.{table}.window lacks max_last_updated")
+    stamp = window["max_last_updated"]
+    if stamp is not None and (not isinstance(stamp, str) or _instant(stamp) is None):
+        raise bad(f"tables.{table}.window.max_last_updated {stamp!r} is not an ISO-8601 time")
+    return RawFile(table, file, rows, sha.lower(), size, stamp)
+
+
+def read_raw(lake: Lake, manifest: RawManifest) -> tuple[dict[str, pl.DataFrame], list[str]]:
+    """The run's source frames (known columns, source dtypes) and warnings; BadRunError on bad files."""
+    with ThreadPoolExecutor(IO_THREADS) as pool:
+        results = list(pool.map(lambda f: _read_raw_file(lake, manifest.run_id, f), manifest.files))
+    frames: dict[str, pl.DataFrame] = {}
+    warnings: list[str] = []
+    for raw_file, (frame, file_warnings) in zip(manifest.files, results, strict=True):
+        warnings += file_warnings
+        if frame is not None:
+            frames[raw_file.table] = frame
+    for message in warnings:
+        log.warning(message)
+    return frames, warnings
+
+
+def _read_raw_file(lake: Lake, run_id: str, raw: RawFile) -> tuple[pl.DataFrame | None, list[str]]:
+    where = f"{lake.raw}/{raw.file}"
+
+    def bad(reason: str, columns: Iterable[str] = ()) -> BadRunError:
+        return BadRunError(run_id, reason, file=where, columns=columns)
+
+    data = lake.read_versioned(lake.raw, raw.file).data
+    if data is None:
+        raise bad(f"the raw manifest names this file for table {raw.table} but it does not exist")
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != raw.sha256:
+        raise bad(f"sha256 is {digest}, the raw manifest says {raw.sha256}: the file was altered or replaced")
+    if raw.size is not None and len(data) != raw.size:
+        raise bad(f"has {len(data)} bytes, the raw manifest says {raw.size}")
+    try:
+        frame = pl.read_parquet(io.BytesIO(data))
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise bad(f"is not readable as Parquet ({exc})") from exc
+    if frame.height != raw.rows:
+        raise bad(f"has {frame.height} rows, the raw manifest says {raw.rows}")
+    schema = SOURCE_SCHEMA.get(raw.table)
+    if schema is None:
+        return None, [f"run {run_id} file {where}: source table {raw.table!r} is unknown to the transform; ignored"]
+    warnings = [
+        f"run {run_id} file {where} column {column}: not a column of source table {raw.table}; ignored"
+        for column in frame.columns
+        if column not in schema
+    ]
+    missing = [c for c in required_columns(raw.table) if c not in frame.columns]
+    if missing:
+        raise bad(f"lacks required column(s) of source table {raw.table}", missing)
+    known = [c for c in schema if c in frame.columns]
+    casts = []
+    for column in known:
+        if frame.schema[column] != schema[column]:
+            casts.append(column)
+    try:
+        frame = frame.select([pl.col(c).cast(schema[c], strict=True) if c in casts else pl.col(c) for c in known])
+    except pl.exceptions.PolarsError as exc:
+        raise bad(f"cannot be read as the source types ({exc})", casts) from exc
+    return frame, warnings
+
+
+def read_state(lake: Lake) -> dict[str, StateBlob]:
+    """The transform's current state, per state table: its blob (bytes + ETag) and rows."""
+    with ThreadPoolExecutor(IO_THREADS) as pool:
+        return dict(zip(STATE_TABLES, pool.map(lambda t: read_state_table(lake, t), STATE_TABLES), strict=True))
+
+
+def read_state_table(lake: Lake, table: str) -> StateBlob:
+    """One state table's blob and rows (all None before the first run wrote it)."""
+    blob = lake.read_versioned(lake.curated, _state_name(table))
+    if blob.data is None:
+        return StateBlob(None, None, None)
+    try:
+        frame = pl.read_parquet(io.BytesIO(blob.data))
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise TerminalError(
+            f"transform state {lake.curated}/{_state_name(table)} is not readable Parquet ({exc}); "
+            "no run can be transformed until it is rebuilt (delete the _state blobs and replay the runs)"
+        ) from exc
+    return StateBlob(blob.data, blob.etag, frame)
+
+
+def write_tables(lake: Lake, run_id: str, tables: Mapping[str, pl.DataFrame]) -> dict[str, dict[str, Any]]:
+    """Write each non-empty table to curated/<table>/<run_id>.parquet; the manifest's `tables` entries."""
+    entries: dict[str, dict[str, Any]] = {}
+    blobs: list[tuple[str, bytes]] = []
+    for table in sorted(tables):
+        frame = tables[table]
+        if frame.height == 0:
+            continue
+        data = _parquet(sort_for_output(table, frame))
+        name = f"{table}/{run_id}.parquet"
+        blobs.append((name, data))
+        entries[table] = {"file": name, "rows": frame.height, "sha256": hashlib.sha256(data).hexdigest()}
+    with ThreadPoolExecutor(IO_THREADS) as pool:
+        list(pool.map(lambda blob: _write_once(lake, run_id, *blob), blobs))
+    return entries
+
+
+def sort_for_output(table: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows in a stable order for byte-identical files: by the table's key, then the fact row hash."""
+    keys = [c for c in (TABLE_KEYS.get(table, frame.columns[0]), "etl_row_hash") if c in frame.columns]
+    return frame.sort(keys, maintain_order=True)
+
+
+def _write_once(lake: Lake, run_id: str, name: str, data: bytes) -> None:
+    try:
+        lake.put_once(lake.curated, name, data, PARQUET)
+    except BlobExistsError:
+        if lake.get(lake.curated, name) != data:
+            raise OutputConflictError(
+                f"run {run_id}: {lake.curated}/{name} exists from an earlier attempt with different bytes "
+                f"(the state or the code changed since). No manifest names it yet, so nothing read it: delete "
+                f"it and re-run `totes transform {run_id}`"
+            ) from None
+
+
+def write_state(lake: Lake, read: Mapping[str, StateBlob], new: Mapping[str, pl.DataFrame]) -> None:
+    """Store the new state tables, each only if changed; on a lost ETag race re-read, re-merge, retry."""
+    for table in sorted(new):
+        key = primary_key(table)
+        frame = new[table].sort(key)
+        blob = read.get(table, StateBlob(None, None, None))
+        for attempt in range(1, STATE_ATTEMPTS + 1):
+            data = _parquet(frame)
+            if data == blob.data:
+                break
+            try:
+                lake.write_versioned(lake.curated, _state_name(table), data, blob.etag)
+                break
+            except ConcurrentUpdateError as exc:
+                if attempt == STATE_ATTEMPTS:
+                    raise ConcurrentUpdateError(
+                        f"{lake.curated}/{_state_name(table)} kept changing under {STATE_ATTEMPTS} attempts "
+                        "to update it; the run's manifest is not written, so a retry transforms it again"
+                    ) from exc
+                time.sleep(0.05 * attempt)
+                blob = read_state_table(lake, table)
+                frame = merge_state(blob.frame, frame, key).sort(key)
+
+
+def _state_name(table: str) -> str:
+    return f"{STATE_PREFIX}{table}.parquet"
+
+
+def _quarantine(lake: Lake, exc: BadRunError, started: float) -> TransformOutcome:
+    name = f"{QUARANTINE_PREFIX}{exc.run_id}.json"
+    record = {
+        "run_id": exc.run_id,
+        "reason": exc.reason,
+        "file": exc.file,
+        "columns": list(exc.columns),
+        "at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
+    for attempt in range(1, STATE_ATTEMPTS + 1):
+        current = lake.read_versioned(lake.curated, name)
+        try:
+            lake.write_versioned(lake.curated, name, _json(record), current.etag)
+            break
+        except ConcurrentUpdateError:
+            if attempt == STATE_ATTEMPTS:
+                raise
+    log.error(
+        "%s run=%s file=%s column=%s reason=%s; raw files kept, record %s/%s; fix the cause and re-run "
+        "`totes transform %s`",
+        QUARANTINE_MARKER,
+        exc.run_id,
+        exc.file or "-",
+        ",".join(exc.columns) or "-",
+        exc.reason,
+        lake.curated,
+        name,
+        exc.run_id,
+    )
+    return TransformOutcome(
+        run_id=exc.run_id,
+        status="quarantined",
+        duration_s=time.perf_counter() - started,
+        quarantine=name,
+        reason=str(exc),
+    )
+
+
+def _already_done(run_id: str, data: bytes, name: str, started: float) -> TransformOutcome:
+    try:
+        body = json.loads(data)
+        rows = {t: int(v["rows"]) for t, v in body["tables"].items()}
+        warnings = tuple(str(w) for w in body.get("warnings", ()))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise TerminalError(
+            f"run {run_id}: curated manifest {name} exists but is unreadable ({exc}); the load cannot use "
+            "it either: inspect it before deleting it and re-running the transform"
+        ) from exc
+    return TransformOutcome(
+        run_id=run_id,
+        status="already_done",
+        rows=rows,
+        warnings=warnings,
+        duration_s=time.perf_counter() - started,
+        manifest=name,
+    )
+
+
+def _parquet(frame: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer, compression="zstd", statistics=True)
+    return buffer.getvalue()
+
+
+def _json(body: Mapping[str, Any]) -> bytes:
+    return (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _utc(text: str) -> datetime:
+    """A validated ISO-8601 text as an aware UTC datetime."""
+    value = _instant(text)
+    assert value is not None
+    return value
+
+
+def _instant(text: str) -> datetime | None:
+    """An ISO-8601 text as an aware UTC datetime (naive means UTC), None if it is not one."""
+    try:
+        value = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
