@@ -9,8 +9,8 @@ computed with numpy over whole columns, a batch of rows at a time:
 1. Each column becomes one 64-bit word per row, by dtype: integers, dates (days since 1970-01-01),
    times (ns since midnight), datetimes, durations and decimals (the scaled integer) by their physical
    integer value; booleans as 0/1; strings by a 64-bit fold of their UTF-8 bytes (zero-padded to whole
-   little-endian words, byte length mixed in). A null becomes 0, and one more word holds the row's
-   null mask (bit i = column i is null), so null and 0 differ.
+   little-endian words, byte length mixed in). A null counts as 0 ('' for strings), and one more
+   word holds the row's null mask (bit i = column i is null), so null and 0 differ.
 2. The words, in column order, are folded by two 64-bit lanes with different seeds using xxHash64's
    round, merge and avalanche functions; the result is the two lanes as 32 lowercase hex digits.
 
