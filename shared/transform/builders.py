@@ -22,6 +22,11 @@ from shared.transform.state import latest_per_key
 _FOUND = "__etl_found"
 
 
+def _text(column: str) -> pl.Expr:
+    """A column as text for messages, null spelled 'null'."""
+    return pl.col(column).cast(pl.String).fill_null("null")
+
+
 def _conform(frame: pl.DataFrame, table: str) -> pl.DataFrame:
     """The frame with exactly the output columns of `table`, in order and with the contract dtypes."""
     schema = OUTPUT_SCHEMA[table]
@@ -46,12 +51,12 @@ def _join_parent(
     joined = children.join(parent_rows, left_on=fk, right_on=parent_key, how="left", maintain_order="left")
     orphans = joined.filter(pl.col(_FOUND).is_null())
     if orphans.height:
-        pairs = orphans.select(
-            pl.format("{} {} -> {} {}", pl.lit(child_key), pl.col(child_key), pl.lit(fk), pl.col(fk))
-        ).to_series()
+        pairs = orphans.sort(child_key).select(
+            pl.format("{} {} -> {} {}", pl.lit(child_key), _text(child_key), pl.lit(fk), _text(fk))
+        )
         raise MissingReferenceError(
             f"{orphans.height} {child_table} row(s) reference a {parent_table} that is neither in the transform "
-            f"state nor in this run: {describe_ids(pairs.to_list())}. Nothing of the run was transformed; "
+            f"state nor in this run: {describe_ids(pairs.to_series())}. Nothing of the run was transformed; "
             f"check that the extract delivered the {parent_table} table (replaying the runs from the first "
             "rebuilds the state), then transform the run again"
         )
@@ -106,7 +111,7 @@ def build_dim_currency(currency: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]
     unknown = named.filter(pl.col("iso_name").is_null())
     warnings = []
     if unknown.height:
-        listed = unknown.select(pl.format("currency_id {} '{}'", "currency_id", "currency_code")).to_series()
+        listed = unknown.select(pl.format("currency_id {} '{}'", "currency_id", _text("currency_code"))).to_series()
         warnings.append(
             f"dim_currency: {unknown.height} currency code(s) not in ISO 4217 (pycountry): "
             f"{describe_ids(listed.to_list())}; their currency_name is the code itself"
@@ -181,7 +186,7 @@ def _parse_text_dates(frame: pl.DataFrame, table: str, key: str, columns: tuple[
     for column in columns:
         bad = parsed.filter(pl.col(f"{column}__date").is_null() & pl.col(column).is_not_null())
         if bad.height:
-            listed = bad.select(pl.format("{} {} '{}'", pl.lit(key), pl.col(key), pl.col(column))).to_series()
+            listed = bad.sort(key).select(pl.format("{} {} '{}'", pl.lit(key), _text(key), pl.col(column))).to_series()
             raise InvalidValueError(
                 f"{table}.{column} holds {bad.height} value(s) that are not 'YYYY-MM-DD' dates: "
                 f"{describe_ids(listed.to_list())}. Nothing of the run was transformed; the raw run stays in "

@@ -12,8 +12,8 @@ _SHOWN = 10
 
 
 def describe_ids(ids: Iterable[Any]) -> str:
-    """A short, sorted list of (mutually comparable) ids for an error message: '1, 2, 3 and 7 more'."""
-    values = sorted(set(ids))
+    """A short list of ids for a message, duplicates dropped, order kept: '1, 2, 3 and 7 more'."""
+    values = list(dict.fromkeys(ids))
     shown = ", ".join(str(v) for v in values[:_SHOWN])
     rest = len(values) - _SHOWN
     return f"{shown} and {rest} more" if rest > 0 else shown
