@@ -1,4 +1,6 @@
 resource "azurerm_service_plan" "main" {
+  #checkov:skip=CKV_AZURE_212:FC1 (Flex Consumption) has no fixed workers to keep for failover: the platform scales instances from zero per function.
+  #checkov:skip=CKV_AZURE_225:Zone balancing of dedicated workers does not apply to the FC1 serverless plan.
   name                = local.names.service_plan
   resource_group_name = azurerm_resource_group.main.name
   location            = azurerm_resource_group.main.location

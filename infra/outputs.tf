@@ -64,3 +64,13 @@ output "transform_events_enabled" {
   description = "Whether the Event Grid subscription driving transform exists."
   value       = var.transform_events_enabled
 }
+
+output "event_grid_system_topic_name" {
+  description = "Event Grid system topic on the lake."
+  value       = azurerm_eventgrid_system_topic.lake.name
+}
+
+output "transform_event_subscription_name" {
+  description = "Event Grid subscription that delivers raw/_runs/*.json to transform (exists when transform_events_enabled)."
+  value       = local.names.event_grid_subscr
+}

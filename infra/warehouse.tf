@@ -3,6 +3,7 @@
 # endpoint) or public limited by firewall rules; see the warehouse_* variables.
 
 resource "azurerm_postgresql_flexible_server" "warehouse" {
+  #checkov:skip=CKV2_AZURE_57:Network access is a variable: private access through a delegated subnet (warehouse_delegated_subnet_id, no public endpoint) or public access limited by firewall rules. A private endpoint is not the only private option.
   name                = local.names.postgres
   resource_group_name = azurerm_resource_group.main.name
   location            = azurerm_resource_group.main.location
@@ -69,6 +70,7 @@ resource "azurerm_postgresql_flexible_server_configuration" "connection_throttli
 }
 
 resource "azurerm_postgresql_flexible_server_firewall_rule" "azure_services" {
+  #checkov:skip=CKV2_AZURE_26:Only with public access and warehouse_allow_azure_services: a Flex Consumption app without VNet integration has no fixed outbound addresses. Logins still need the generated password over TLS; set warehouse_delegated_subnet_id and friends for private access instead.
   count            = !local.warehouse_private && var.warehouse_allow_azure_services ? 1 : 0
   name             = "allow-azure-services"
   server_id        = azurerm_postgresql_flexible_server.warehouse.id
