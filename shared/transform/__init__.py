@@ -1,0 +1,32 @@
+"""The transform stage: one extracted run of source rows -> rows of the three star schemas.
+
+Pure modules (frames in, frames out; no I/O, no clock): `contract` (columns read and written),
+`builders` (one function per star table), `model.transform_run` (a run and the previous state -> star
+rows and the new state), `state` (the order-insensitive merge), `hashing`, `dates`.
+I/O: `stage.transform` reads a raw run from the lake and writes the curated run; the trigger and the CLI
+call it.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shared.transform.model import TransformResult, transform_run
+    from shared.transform.stage import TransformOutcome, transform
+
+__all__ = ["TransformOutcome", "TransformResult", "transform", "transform_run"]
+_MODULES = {
+    "TransformOutcome": "shared.transform.stage",
+    "transform": "shared.transform.stage",
+    "TransformResult": "shared.transform.model",
+    "transform_run": "shared.transform.model",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The public names, imported on first use: importing a pure module never loads the storage SDK."""
+    if name not in _MODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(_MODULES[name]), name)
