@@ -98,6 +98,7 @@ class TransformOutcome:
     manifest: str | None = None  # curated/_runs/<run_id>.json, inside the curated container
     quarantine: str | None = None  # curated/_quarantine/<run_id>.json when quarantined
     reason: str | None = None  # why the run was quarantined
+    phases: dict[str, float] = field(default_factory=dict)  # seconds spent in read, build, write
 
     @property
     def load_message(self) -> str | None:
@@ -164,13 +165,16 @@ def transform(lake: Lake, run_id: str) -> TransformOutcome:
             f"run {run_id}: no raw manifest {lake.raw}/{manifest_name}; nothing was transformed. "
             "Check the run_id (`totes status`) or extract first"
         )
+    phases: dict[str, float] = {}
     try:
         manifest = parse_raw_manifest(run_id, raw_manifest, f"{lake.raw}/{manifest_name}")
         raw, warnings = read_raw(lake, manifest)
         state = read_state(lake)
         current = {t: blob.frame for t, blob in state.items() if blob.frame is not None}
+        phases["read"] = time.perf_counter() - started
         try:
             result = transform_run(raw, current)
+            phases["build"] = time.perf_counter() - started - phases["read"]
         except BadRunError:
             raise
         except TerminalError as exc:  # the pure transform's bad-input errors (missing column, reference)
@@ -194,6 +198,7 @@ def transform(lake: Lake, run_id: str) -> TransformOutcome:
         lake.put_once(lake.curated, manifest_name, _json(body), JSON)
     except BlobExistsError:
         log.info("run %s: a concurrent attempt wrote %s first; its outputs are the same", run_id, manifest_name)
+    phases["write"] = time.perf_counter() - started - phases["read"] - phases["build"]
     return TransformOutcome(
         run_id=run_id,
         status="transformed",
@@ -201,6 +206,7 @@ def transform(lake: Lake, run_id: str) -> TransformOutcome:
         warnings=tuple(warnings),
         duration_s=time.perf_counter() - started,
         manifest=manifest_name,
+        phases=phases,
     )
 
 
@@ -369,19 +375,16 @@ def read_state_table(lake: Lake, table: str) -> StateBlob:
 
 def write_tables(lake: Lake, run_id: str, tables: Mapping[str, pl.DataFrame]) -> dict[str, dict[str, Any]]:
     """Write each non-empty table to curated/<table>/<run_id>.parquet; the manifest's `tables` entries."""
-    entries: dict[str, dict[str, Any]] = {}
-    blobs: list[tuple[str, bytes]] = []
-    for table in sorted(tables):
-        frame = tables[table]
-        if frame.height == 0:
-            continue
-        data = _parquet(sort_for_output(table, frame))
+
+    def write(table: str) -> dict[str, Any]:
+        data = _parquet(sort_for_output(table, tables[table]))
         name = f"{table}/{run_id}.parquet"
-        blobs.append((name, data))
-        entries[table] = {"file": name, "rows": frame.height, "sha256": hashlib.sha256(data).hexdigest()}
-    with ThreadPoolExecutor(IO_THREADS) as pool:
-        list(pool.map(lambda blob: _write_once(lake, run_id, *blob), blobs))
-    return entries
+        _write_once(lake, run_id, name, data)
+        return {"file": name, "rows": tables[table].height, "sha256": hashlib.sha256(data).hexdigest()}
+
+    names = sorted(t for t, frame in tables.items() if frame.height)
+    with ThreadPoolExecutor(IO_THREADS) as pool:  # encoding and upload overlap across tables
+        return dict(zip(names, pool.map(write, names), strict=True))
 
 
 def sort_for_output(table: str, frame: pl.DataFrame) -> pl.DataFrame:
