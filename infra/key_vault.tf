@@ -93,8 +93,8 @@ resource "azurerm_key_vault_secret" "warehouse_db_url" {
   key_vault_id = azurerm_key_vault.main.id
   content_type = "libpq connection URI"
 
-  # postgresql://<login>:<password>@<fqdn>:5432/warehouse?sslmode=require (the password uses
-  # URI-unreserved characters only, so it needs no escaping).
+  # A libpq URI: scheme postgresql, user info "login:password", the server FQDN, port 5432,
+  # database warehouse, sslmode=require. The password uses URI-unreserved characters only.
   value_wo = format(
     "%s://%s@%s:5432/%s?sslmode=require",
     "postgresql",

@@ -1,0 +1,473 @@
+"""Policy over the parsed Terraform of infra/: what issue 6 and design.md require of the stack."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.infra.conftest import INFRA, Terraform, attr, blocks
+
+SNAKE_CASE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def resolve(config: Terraform, value: Any) -> Any:
+    """Substitute `${local.NAME}` references to string locals (the contract names live in locals)."""
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        local = config.locals.get(match.group(1))
+        return local if isinstance(local, str) and "${" not in local else match.group(0)
+
+    return re.sub(r"\$\{local\.([a-z_]+)\}", replace, value)
+
+
+def app_settings(config: Terraform) -> dict[str, str]:
+    app = config.resource("azurerm_function_app_flex_consumption", "main")
+    settings = attr(app, "app_settings")
+    if isinstance(settings, str):  # app_settings = local.<name>
+        match = re.fullmatch(r"\$\{local\.([a-z_]+)\}", settings)
+        assert match, f"app_settings must be a map or a local, not {settings!r}"
+        settings = config.locals[match.group(1)]
+    assert isinstance(settings, dict)
+    return {key: resolve(config, value) for key, value in settings.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Lake and host storage
+# ---------------------------------------------------------------------------------------------
+
+
+def test_lake_has_hierarchical_namespace(terraform: Terraform) -> None:
+    lake = terraform.resource("azurerm_storage_account", "lake")
+    assert attr(lake, "is_hns_enabled") is True
+    assert attr(lake, "account_kind") == "StorageV2"
+
+
+@pytest.mark.parametrize("name", ["lake", "host"])
+def test_storage_accounts_accept_only_entra_over_tls(terraform: Terraform, name: str) -> None:
+    account = terraform.resource("azurerm_storage_account", name)
+    assert attr(account, "min_tls_version") in ("TLS1_2", "TLS1_3")
+    assert attr(account, "https_traffic_only_enabled", True) is True
+    assert attr(account, "allow_nested_items_to_be_public") is False, "no anonymous blob access"
+    assert attr(account, "shared_access_key_enabled") is False, "shared key access must be off"
+    assert attr(account, "default_to_oauth_authentication") is True
+
+
+def test_every_storage_account_is_locked_down(terraform: Terraform) -> None:
+    accounts = terraform.of_type("azurerm_storage_account")
+    assert set(accounts) == {"lake", "host"}, "a new storage account needs its own policy test"
+
+
+def test_lake_has_raw_and_curated_containers(terraform: Terraform) -> None:
+    containers = {
+        resolve(terraform, attr(body, "name")): body
+        for body in terraform.of_type("azurerm_storage_container").values()
+        if attr(body, "storage_account_id") == "${azurerm_storage_account.lake.id}"
+    }
+    assert set(containers) == {"raw", "curated"}
+    for body in containers.values():
+        assert attr(body, "container_access_type") == "private"
+
+
+def test_lake_has_load_queue_and_its_poison_queue(terraform: Terraform) -> None:
+    queues = {
+        resolve(terraform, attr(body, "name"))
+        for body in terraform.of_type("azurerm_storage_queue").values()
+        if attr(body, "storage_account_id") == "${azurerm_storage_account.lake.id}"
+    }
+    assert queues == {"load-jobs", "load-jobs-poison"}
+
+
+def test_old_raw_blobs_move_to_cool_tier(terraform: Terraform) -> None:
+    policy = terraform.resource("azurerm_storage_management_policy", "lake")
+    assert attr(policy, "storage_account_id") == "${azurerm_storage_account.lake.id}"
+    cool_rules = []
+    for rule in blocks(policy, "rule"):
+        prefixes = [resolve(terraform, p) for p in attr(blocks(rule, "filters")[0], "prefix_match")]
+        base_blob = blocks(blocks(rule, "actions")[0], "base_blob")[0]
+        if "raw/" in prefixes and "tier_to_cool_after_days_since_modification_greater_than" in base_blob:
+            cool_rules.append(rule)
+    assert cool_rules, "a lifecycle rule must move raw/ blobs to the cool tier"
+    assert attr(cool_rules[0], "enabled", True) is True
+
+
+# ---------------------------------------------------------------------------------------------
+# Function App
+# ---------------------------------------------------------------------------------------------
+
+
+def test_function_app_runs_python_311_on_flex_consumption(terraform: Terraform) -> None:
+    plan = terraform.resource("azurerm_service_plan", "main")
+    assert attr(plan, "sku_name") == "FC1"
+    assert attr(plan, "os_type") == "Linux"
+    app = terraform.resource("azurerm_function_app_flex_consumption", "main")
+    assert attr(app, "service_plan_id") == "${azurerm_service_plan.main.id}"
+    assert attr(app, "runtime_name") == "python"
+    assert attr(app, "runtime_version") == "3.11"
+    assert attr(app, "https_only") is True
+    assert attr(app, "webdeploy_publish_basic_authentication_enabled") is False
+
+
+def test_function_app_uses_its_user_assigned_identity_everywhere(terraform: Terraform) -> None:
+    app = terraform.resource("azurerm_function_app_flex_consumption", "main")
+    identity = blocks(app, "identity")
+    assert len(identity) == 1 and attr(identity[0], "type") == "UserAssigned"
+    uami = "${azurerm_user_assigned_identity.function.id}"
+    assert attr(identity[0], "identity_ids") == [uami]
+    assert attr(app, "key_vault_reference_identity_id") == uami, "Key Vault references resolve with it"
+    assert attr(app, "storage_authentication_type") == "UserAssignedIdentity"
+    assert attr(app, "storage_user_assigned_identity_id") == uami
+
+
+def test_both_database_settings_are_key_vault_references(terraform: Terraform) -> None:
+    settings = app_settings(terraform)
+    for name in ("TOTESYS_DB_URL", "WAREHOUSE_DB_URL"):
+        value = settings[name]
+        assert value.startswith("@Microsoft.KeyVault(SecretUri="), f"{name} must be a Key Vault reference"
+        assert value.endswith(")")
+        assert "azurerm_key_vault" in value, f"{name} must point into this stack's vault"
+
+
+@pytest.mark.parametrize("connection", ["LAKE_STORAGE", "AzureWebJobsStorage"])
+def test_storage_connections_are_identity_based(terraform: Terraform, connection: str) -> None:
+    settings = app_settings(terraform)
+    account = "lake" if connection == "LAKE_STORAGE" else "host"
+    assert settings[f"{connection}__blobServiceUri"] == f"${{azurerm_storage_account.{account}.primary_blob_endpoint}}"
+    assert settings[f"{connection}__queueServiceUri"] == f"${{azurerm_storage_account.{account}.primary_queue_endpoint}}"
+    assert settings[f"{connection}__credential"] == "managedidentity"
+    client_id = settings[f"{connection}__clientId"]
+    if client_id == "${local.identity_client_id}":
+        client_id = terraform.locals["identity_client_id"]
+    assert client_id == "${azurerm_user_assigned_identity.function.client_id}"
+    assert settings.get(connection, "") == "", f"{connection} must not carry a connection string"
+
+
+def test_app_settings_match_the_design_contract(terraform: Terraform) -> None:
+    settings = app_settings(terraform)
+    assert settings["RAW_CONTAINER"] == "raw"
+    assert settings["CURATED_CONTAINER"] == "curated"
+    assert settings["LOAD_QUEUE"] == "load-jobs"
+    assert settings["TRANSFORM_TRIGGER_SOURCE"] == "EventGrid"
+    assert settings["EXTRACT_SCHEDULE"] == "${var.extract_schedule}"
+    assert settings["EXTRACT_LOOKBACK"] == "${var.extract_lookback}"
+    assert settings["KEY_VAULT_URL"] == "${azurerm_key_vault.main.vault_uri}"
+    assert terraform.variables["extract_schedule"]["default"] == "0 */5 * * * *"
+    assert terraform.variables["extract_lookback"]["default"] == "10m"
+    app = terraform.resource("azurerm_function_app_flex_consumption", "main")
+    site_config = blocks(app, "site_config")[0]
+    assert attr(site_config, "application_insights_connection_string") == (
+        "${azurerm_application_insights.main.connection_string}"
+    )
+
+
+def test_no_app_setting_carries_a_key(terraform: Terraform) -> None:
+    for name, value in app_settings(terraform).items():
+        text = str(value)
+        for forbidden in ("AccountKey=", "SharedAccessSignature=", "primary_access_key", "primary_connection_string"):
+            assert forbidden not in text, f"app setting {name} carries a key ({forbidden})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Role assignments: exactly these, each scoped to one resource
+# ---------------------------------------------------------------------------------------------
+
+FUNCTION_ROLES = {
+    ("${azurerm_storage_account.lake.id}", "Storage Blob Data Contributor"),
+    ("${azurerm_storage_account.lake.id}", "Storage Queue Data Contributor"),
+    ("${azurerm_key_vault.main.id}", "Key Vault Secrets User"),
+    ("${azurerm_storage_account.host.id}", "Storage Blob Data Owner"),
+    ("${azurerm_storage_account.host.id}", "Storage Queue Data Contributor"),
+    ("${azurerm_storage_account.host.id}", "Storage Table Data Contributor"),
+    ("${azurerm_application_insights.main.id}", "Monitoring Metrics Publisher"),
+}
+
+
+def test_function_identity_holds_exactly_the_roles_it_needs(terraform: Terraform) -> None:
+    granted = {
+        (attr(body, "scope"), attr(body, "role_definition_name"))
+        for body in terraform.of_type("azurerm_role_assignment").values()
+        if attr(body, "principal_id") == "${azurerm_user_assigned_identity.function.principal_id}"
+    }
+    assert granted == FUNCTION_ROLES
+
+
+def test_no_role_assignment_is_broad(terraform: Terraform) -> None:
+    for name, body in terraform.of_type("azurerm_role_assignment").items():
+        scope = attr(body, "scope")
+        assert re.fullmatch(r"\$\{azurerm_[a-z_]+\.[a-z_]+\.id\}", scope), (
+            f"role assignment {name} must be scoped to one resource of this stack, not {scope}"
+        )
+        assert "resource_group" not in scope and "subscription" not in scope
+        assert attr(body, "role_definition_name") not in ("Owner", "Contributor", "User Access Administrator")
+
+
+# ---------------------------------------------------------------------------------------------
+# Key Vault and secrets
+# ---------------------------------------------------------------------------------------------
+
+
+def test_key_vault_uses_rbac_and_purge_protection(terraform: Terraform) -> None:
+    vault = terraform.resource("azurerm_key_vault", "main")
+    assert attr(vault, "rbac_authorization_enabled") is True
+    assert attr(vault, "purge_protection_enabled") is True
+    assert attr(vault, "soft_delete_retention_days") >= 7
+    assert not blocks(vault, "access_policy"), "RBAC mode: no access policies"
+
+
+def test_key_vault_secrets_never_hold_a_value_in_terraform(terraform: Terraform) -> None:
+    secrets = terraform.of_type("azurerm_key_vault_secret")
+    assert "warehouse_db_url" in secrets
+    for name, body in secrets.items():
+        assert "value" not in body, f"azurerm_key_vault_secret.{name} must use value_wo (write-only)"
+        assert attr(body, "value_wo_version") is not None
+        assert "ephemeral." in attr(body, "value_wo"), "the value must come from an ephemeral source"
+
+
+def test_warehouse_password_is_write_only_and_ephemeral(terraform: Terraform) -> None:
+    server = terraform.resource("azurerm_postgresql_flexible_server", "warehouse")
+    assert "administrator_password" not in server
+    assert attr(server, "administrator_password_wo") == "${ephemeral.random_password.warehouse_admin.result}"
+    assert "random_password" in terraform.ephemeral
+    assert not terraform.of_type("random_password"), "a managed random_password would store it in state"
+
+
+SECRET_PATTERNS = [
+    re.compile(r"AccountKey=[A-Za-z0-9+/=]{8,}"),
+    re.compile(r"SharedAccessSignature=|[?&]sig=[A-Za-z0-9%+/=]{8,}"),
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+    re.compile(r"(?i)\b(password|passwd|secret|client_secret|api_key|access_key)\b\s*=\s*\"[^\"$]+\""),
+    re.compile(r"[a-z][a-z0-9+.-]*://[^\s/:@\"]+:[^\s/@\"$]+@"),  # credentials inside a URL
+    re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\."),  # a JWT
+]
+
+
+def committed_infra_files() -> list:
+    return sorted(
+        path
+        for path in INFRA.rglob("*")
+        if path.is_file() and ".terraform" not in path.parts and path.suffix in (".tf", ".tfvars", ".hcl", ".example")
+    )
+
+
+def test_no_secret_literal_in_infra(terraform: Terraform) -> None:
+    files = committed_infra_files()
+    assert any(path.suffix == ".tfvars" for path in files)
+    for path in files:
+        text = path.read_text()
+        for pattern in SECRET_PATTERNS:
+            match = pattern.search(text)
+            assert match is None, f"{path.relative_to(INFRA)} looks like it holds a secret: {match.group(0)!r}"
+
+
+def test_no_output_exposes_a_secret(terraform: Terraform) -> None:
+    forbidden = re.compile(
+        r"password|connection_string|access_key|(extension|primary|secondary|instrumentation)_key"
+        r"|\.result\b|\.value\b|\bsas|secret_value|host_keys"
+    )
+    for name, body in terraform.outputs.items():
+        value = str(attr(body, "value"))
+        assert body.get("sensitive") is not True, f"output {name}: sensitive outputs are not allowed at all"
+        match = forbidden.search(value)
+        assert match is None, f"output {name} exposes {match and match.group(0)}: {value}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Warehouse
+# ---------------------------------------------------------------------------------------------
+
+
+def test_warehouse_is_postgresql_16_with_entra_authentication(terraform: Terraform) -> None:
+    server = terraform.resource("azurerm_postgresql_flexible_server", "warehouse")
+    assert attr(server, "version") == "16"
+    auth = blocks(server, "authentication")
+    assert len(auth) == 1
+    assert attr(auth[0], "active_directory_auth_enabled") is True
+
+
+def test_warehouse_database_exists(terraform: Terraform) -> None:
+    database = terraform.resource("azurerm_postgresql_flexible_server_database", "warehouse")
+    assert attr(database, "name") == "warehouse"
+    assert attr(database, "server_id") == "${azurerm_postgresql_flexible_server.warehouse.id}"
+
+
+def test_warehouse_network_access_is_limited(terraform: Terraform) -> None:
+    server = terraform.resource("azurerm_postgresql_flexible_server", "warehouse")
+    public = attr(server, "public_network_access_enabled")
+    assert public is not True, "public access must depend on the private-access variables"
+    assert attr(server, "delegated_subnet_id") == "${var.warehouse_delegated_subnet_id}"
+    assert "warehouse_firewall_rules" in terraform.variables
+    for name, rule in terraform.of_type("azurerm_postgresql_flexible_server_firewall_rule").items():
+        start, end = attr(rule, "start_ip_address"), attr(rule, "end_ip_address")
+        assert not (start == "0.0.0.0" and end == "255.255.255.255"), f"firewall rule {name} opens the world"
+        assert "count" in rule or "for_each" in rule, f"firewall rule {name} must be driven by variables"
+
+
+# ---------------------------------------------------------------------------------------------
+# Event Grid
+# ---------------------------------------------------------------------------------------------
+
+
+def test_event_grid_drives_transform_from_committed_manifests(terraform: Terraform) -> None:
+    topic = terraform.resource("azurerm_eventgrid_system_topic", "lake")
+    assert attr(topic, "source_resource_id") == "${azurerm_storage_account.lake.id}"
+    assert attr(topic, "topic_type") == "Microsoft.Storage.StorageAccounts"
+
+    subscription = terraform.resource("azurerm_eventgrid_system_topic_event_subscription", "transform")
+    assert attr(subscription, "system_topic") == "${azurerm_eventgrid_system_topic.lake.name}"
+    assert attr(subscription, "included_event_types") == ["Microsoft.Storage.BlobCreated"]
+    subject = blocks(subscription, "subject_filter")[0]
+    assert resolve(terraform, attr(subject, "subject_begins_with")) == (
+        "/blobServices/default/containers/raw/blobs/_runs/"
+    )
+    assert attr(subject, "subject_ends_with") == ".json"
+    url = resolve(terraform, attr(blocks(subscription, "webhook_endpoint")[0], "url"))
+    assert url.startswith("https://${azurerm_function_app_flex_consumption.main.default_hostname}/")
+    assert "/runtime/webhooks/blobs?functionName=Host.Functions.transform&code=" in url
+    assert "blobs_extension_key" in url
+
+
+# ---------------------------------------------------------------------------------------------
+# Monitoring and alerts
+# ---------------------------------------------------------------------------------------------
+
+
+def test_application_insights_is_workspace_based(terraform: Terraform) -> None:
+    insights = terraform.resource("azurerm_application_insights", "main")
+    assert attr(insights, "workspace_id") == "${azurerm_log_analytics_workspace.main.id}"
+    terraform.resource("azurerm_log_analytics_workspace", "main")
+
+
+def test_action_group_emails_the_configured_address(terraform: Terraform) -> None:
+    group = terraform.resource("azurerm_monitor_action_group", "alerts")
+    receivers = blocks(group, "email_receiver")
+    assert [attr(r, "email_address") for r in receivers] == ["${var.alert_email}"]
+    assert "validation" in terraform.variables["alert_email"]
+
+
+def alert_queries(terraform: Terraform) -> dict[str, str]:
+    rule = terraform.resource("azurerm_monitor_scheduled_query_rules_alert_v2", "pipeline")
+    assert attr(rule, "for_each") == "${local.alert_rules}"
+    assert "${azurerm_monitor_action_group.alerts.id}" in attr(blocks(rule, "action")[0], "action_groups")
+    return {name: resolve(terraform, body["query"]) for name, body in terraform.locals["alert_rules"].items()}
+
+
+def test_every_alert_rule_is_present(terraform: Terraform) -> None:
+    queries = alert_queries(terraform)
+    assert set(queries) == {"failed_executions", "poison_message", "quarantined_rows", "stale_warehouse"}
+    assert "success == false" in queries["failed_executions"]
+    assert "load-jobs-poison" in queries["poison_message"] and "PutMessage" in queries["poison_message"]
+    assert "TOTES_QUARANTINE" in queries["quarantined_rows"]
+    stale = queries["stale_warehouse"]
+    assert "TOTES_LOAD_OK" in stale and "TOTES_EXTRACT_CHANGES" in stale
+    assert "${var.freshness_threshold_minutes}m" in stale
+    assert terraform.variables["freshness_threshold_minutes"]["default"] == 30
+
+
+def test_poison_queue_writes_reach_the_workspace(terraform: Terraform) -> None:
+    setting = terraform.resource("azurerm_monitor_diagnostic_setting", "lake_queues")
+    assert attr(setting, "target_resource_id") == "${azurerm_storage_account.lake.id}/queueServices/default"
+    assert "StorageWrite" in [attr(log, "category") for log in blocks(setting, "enabled_log")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Variables, outputs, versions, environments, naming
+# ---------------------------------------------------------------------------------------------
+
+# Variables whose type says it all (bool, free-form map, optional resource IDs).
+UNVALIDATED = {
+    "tags",
+    "transform_events_enabled",
+    "warehouse_geo_redundant_backup",
+    "warehouse_allow_azure_services",
+    "warehouse_delegated_subnet_id",
+    "function_subnet_id",
+}
+
+
+def test_every_variable_is_described_and_validated(terraform: Terraform) -> None:
+    for name, body in terraform.variables.items():
+        assert SNAKE_CASE.match(name)
+        assert len(body.get("description", "")) >= 20, f"variable {name} needs a description"
+        assert "type" in body, f"variable {name} needs a type"
+        if name not in UNVALIDATED:
+            assert blocks(body, "validation"), f"variable {name} needs a validation block"
+
+
+def test_every_output_is_described(terraform: Terraform) -> None:
+    assert {"function_app_name", "resource_group_name", "key_vault_name"} <= set(terraform.outputs)
+    for name, body in terraform.outputs.items():
+        assert body.get("description"), f"output {name} needs a description"
+
+
+def test_versions_are_pinned_and_state_is_remote(terraform: Terraform) -> None:
+    settings = terraform.settings[0]
+    assert ">=" in attr(settings, "required_version")
+    providers = attr(settings, "required_providers")
+    if isinstance(providers, list):
+        providers = providers[0]
+    for name in ("azurerm", "random", "time"):
+        version = attr(providers[name], "version") if isinstance(providers[name], dict) else attr(
+            providers[name][0], "version"
+        )
+        assert version.startswith("~>"), f"provider {name} must be pinned with ~>, not {version}"
+    assert "azurerm" in attr(settings, "backend"), "state lives in an azurerm backend"
+    assert attr(terraform.providers["azurerm"], "storage_use_azuread") is True
+
+
+@pytest.mark.parametrize("environment", ["dev", "prod"])
+def test_each_environment_has_variables_and_its_own_state(environment: str) -> None:
+    tfvars = (INFRA / "environments" / f"{environment}.tfvars").read_text()
+    assert re.search(rf'^environment\s*=\s*"{environment}"$', tfvars, re.MULTILINE)
+    backend = (INFRA / "environments" / f"{environment}.backend.hcl").read_text()
+    assert re.search(rf'^key\s*=\s*"totes/{environment}\.tfstate"$', backend, re.MULTILINE)
+    assert (INFRA / "terraform.tfvars.example").exists()
+
+
+def test_names_follow_the_convention(terraform: Terraform) -> None:
+    for type_, by_name in terraform.resources.items():
+        for name in by_name:
+            assert SNAKE_CASE.match(name), f"Terraform label {type_}.{name} must be snake_case"
+    names = terraform.locals["names"]
+    for key, value in names.items():
+        if key.endswith("_storage"):
+            assert value.startswith("sttotes${var.environment}"), f"{key}: {value}"
+        else:
+            assert re.match(r"^[a-z]+-\$\{local\.base\}", value), f"{key}: {value}"
+    assert terraform.locals["base"] == "totes-${var.environment}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The policy catches regressions: each mutation of a copy of infra/ must fail its test.
+# ---------------------------------------------------------------------------------------------
+
+MUTATIONS = [
+    ("storage.tf", "shared_access_key_enabled         = false", "shared_access_key_enabled         = true",
+     lambda config: test_storage_accounts_accept_only_entra_over_tls(config, "lake")),
+    ("storage.tf", "is_hns_enabled                    = true", "is_hns_enabled                    = false",
+     test_lake_has_hierarchical_namespace),
+    ("key_vault.tf", "purge_protection_enabled   = true", "purge_protection_enabled   = false",
+     test_key_vault_uses_rbac_and_purge_protection),
+    ("function_app.tf", '"TOTESYS_DB_URL"   = "@Microsoft.KeyVault(', '"TOTESYS_DB_URL"   = "postgresql://x@h/d?x=(',
+     test_both_database_settings_are_key_vault_references),
+    ("monitoring.tf", 'contains "${local.marker_quarantine}"', 'contains "QUARANTINE"',
+     test_every_alert_rule_is_present),
+    ("function_app.tf", "scope                = azurerm_storage_account.lake.id",
+     "scope                = azurerm_resource_group.main.id", test_no_role_assignment_is_broad),
+]
+
+
+@pytest.mark.parametrize(("file", "old", "new", "check"), MUTATIONS, ids=[m[2][:40] for m in MUTATIONS])
+def test_policy_fails_on_a_mutated_copy(tmp_path, file: str, old: str, new: str, check) -> None:  # noqa: ANN001
+    from tests.infra.conftest import load_terraform
+
+    for path in INFRA.glob("*.tf"):
+        text = path.read_text()
+        if path.name == file:
+            assert old in text, f"mutation target not found in {file}: {old!r}"
+            text = text.replace(old, new, 1)
+        (tmp_path / path.name).write_text(text)
+    with pytest.raises(AssertionError):
+        check(load_terraform(tmp_path))
