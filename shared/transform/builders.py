@@ -202,9 +202,10 @@ def _versions(frame: pl.DataFrame, table: str) -> pl.DataFrame:
     rows = _conform(frame.with_columns(pl.lit(None, pl.String).alias("etl_row_hash")), table)
     rows = rows.with_columns(row_hash(rows, contract))
     updated_time = "last_updated" if table == "fact_payment" else "last_updated_time"
-    return rows.unique(subset=[key, "etl_row_hash"], keep="first", maintain_order=True).sort(
-        [key, "last_updated_date", updated_time, "etl_row_hash"]
-    )
+    ordered = rows.sort([key, "last_updated_date", updated_time, "etl_row_hash"])
+    # Equal contents have equal keys, times and hashes, so sorting made every duplicate adjacent.
+    first = (pl.col(key) != pl.col(key).shift()) | (pl.col("etl_row_hash") != pl.col("etl_row_hash").shift())
+    return ordered.filter(first.fill_null(True))
 
 
 def build_fact_sales_order(sales_order: pl.DataFrame) -> pl.DataFrame:

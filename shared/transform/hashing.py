@@ -45,9 +45,18 @@ def _rotl(x: np.ndarray, r: int) -> np.ndarray:
     return (x << np.uint64(r)) | (x >> np.uint64(64 - r))
 
 
-def _round(h: np.ndarray, word: np.ndarray) -> np.ndarray:
-    k = _rotl(word * _P2, 31) * _P1
+def _premix(word: np.ndarray) -> np.ndarray:
+    """The input half of xxHash64's round; it does not depend on the lane, so it is shared by both."""
+    return _rotl(word * _P2, 31) * _P1
+
+
+def _merge(h: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """The accumulator half of xxHash64's round."""
     return _rotl(h ^ k, 27) * _P1 + _P4
+
+
+def _round(h: np.ndarray, word: np.ndarray) -> np.ndarray:
+    return _merge(h, _premix(word))
 
 
 def _avalanche(h: np.ndarray) -> np.ndarray:
@@ -79,34 +88,35 @@ def _fold_string(words: np.ndarray, n_bytes: np.ndarray, seed: np.uint64) -> np.
     return _avalanche(h)
 
 
-def _hash_batch(batch: pl.DataFrame) -> pl.Series:
-    numbers: list[np.ndarray | None] = []  # per column: its words, or None for a string column
-    strings: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for i, (name, dtype) in enumerate(batch.schema.items()):
-        series = batch.get_column(name)
+def _words(frame: pl.DataFrame) -> tuple[list[np.ndarray | None], np.ndarray]:
+    """Per column its 64-bit words (None for a string column, folded per batch), and the null masks."""
+    exprs = []
+    for name, dtype in frame.schema.items():
         if dtype == pl.String:
-            strings[i] = _string_bytes(series)
-            numbers.append(None)
-        elif dtype == pl.Boolean or dtype.is_integer() or dtype.is_temporal() or isinstance(dtype, pl.Decimal):
-            if isinstance(dtype, pl.Decimal) and (dtype.precision or 38) > 18:
-                raise TypeError(f"row hash: decimal column {name!r} is wider than 64 bits ({dtype})")
-            numbers.append(series.to_physical().cast(pl.Int64).fill_null(0).to_numpy().view(np.uint64))
-        else:
+            continue
+        if not (dtype == pl.Boolean or dtype.is_integer() or dtype.is_temporal() or isinstance(dtype, pl.Decimal)):
             raise TypeError(f"row hash: no stable encoding for column {name!r} of dtype {dtype}")
-    null_mask = (
-        batch.select(
-            pl.sum_horizontal(
-                [pl.col(c).is_null().cast(pl.UInt64) * (1 << i) for i, c in enumerate(batch.columns)]
-            ).cast(pl.UInt64)
-        )
-        .to_series()
-        .to_numpy()
-    )
+        if isinstance(dtype, pl.Decimal) and (dtype.precision or 38) > 18:
+            raise TypeError(f"row hash: decimal column {name!r} is wider than 64 bits ({dtype})")
+        exprs.append(pl.col(name).to_physical().cast(pl.Int64).fill_null(0))
+    numeric = frame.select(exprs)
+    arrays = iter(numeric.get_column(c).to_numpy().view(np.uint64) for c in numeric.columns)
+    words = [None if dtype == pl.String else next(arrays) for dtype in frame.schema.values()]
+    null_mask = np.zeros(frame.height, dtype=np.uint64)
+    for i, series in enumerate(frame.get_columns()):
+        if series.null_count():  # known without a scan; most contract columns never hold nulls
+            null_mask |= series.is_null().cast(pl.UInt64).to_numpy() << np.uint64(i)
+    return words, null_mask
+
+
+def _hash_batch(strings: list[pl.Series | None], words: list[np.ndarray | None], null_mask: np.ndarray) -> pl.Series:
+    folded = {i: _string_bytes(series) for i, series in enumerate(strings) if series is not None}
+    premixed = [None if word is None else _premix(word) for word in words]
     lanes = []
     for seed in _SEEDS:
-        h = np.full(batch.height, seed + _P5 + np.uint64(len(numbers) + 1), dtype=np.uint64)
-        for i, word in enumerate(numbers):
-            h = _round(h, _fold_string(*strings[i], seed) if word is None else word)
+        h = np.full(len(null_mask), seed + _P5 + np.uint64(len(words) + 1), dtype=np.uint64)
+        for i, k in enumerate(premixed):
+            h = _merge(h, _premix(_fold_string(*folded[i], seed)) if k is None else k)
         lanes.append(_avalanche(_round(h, null_mask)))
     digest_bytes = np.stack(lanes, axis=1).astype(">u8").view(np.uint8)  # (rows, 16), big-endian lanes
     text = np.ascontiguousarray(_HEX_PAIRS[digest_bytes]).view("S32").ravel()
@@ -120,8 +130,19 @@ def row_hash(frame: pl.DataFrame, columns: Sequence[str]) -> pl.Series:
     selected = frame.select(columns)
     if selected.height == 0:
         return pl.Series("etl_row_hash", [], dtype=pl.String)
+    words, null_mask = _words(selected)
+    string_columns = [selected.get_column(c) if w is None else None for c, w in zip(columns, words, strict=True)]
+    parts = []
     with np.errstate(over="ignore"):  # the mixing arithmetic is modulo 2**64 by design
-        parts = [_hash_batch(selected.slice(start, BATCH_ROWS)) for start in range(0, selected.height, BATCH_ROWS)]
+        for start in range(0, selected.height, BATCH_ROWS):
+            stop = start + BATCH_ROWS
+            parts.append(
+                _hash_batch(
+                    [None if s is None else s.slice(start, BATCH_ROWS) for s in string_columns],
+                    [None if w is None else w[start:stop] for w in words],
+                    null_mask[start:stop],
+                )
+            )
     return pl.concat(parts).alias("etl_row_hash")
 
 

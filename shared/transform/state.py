@@ -16,18 +16,19 @@ _ORDER = "__etl_order"
 _ARRIVAL = "__etl_arrival"
 
 
+def _last_of_key(key: str) -> pl.Expr:
+    """True on the last row of each run of equal keys (in a frame sorted by key): the winning version."""
+    return (pl.col(key) != pl.col(key).shift(-1)).fill_null(True)
+
+
 def latest_per_key(frame: pl.DataFrame, key: str) -> pl.DataFrame:
     """One row per `key`: the row with the greatest last_updated; on a tie the last in frame order.
 
     A tie is broken by position because the extract appends rows in read order, and a later read of a
     row whose values changed without its last_updated changing holds the newer values.
     """
-    return (
-        frame.with_row_index(_ORDER)
-        .sort([key, "last_updated", _ORDER])
-        .unique(subset=key, keep="last", maintain_order=True)
-        .drop(_ORDER)
-    )
+    ordered = frame.with_row_index(_ORDER).sort([key, "last_updated", _ORDER])
+    return ordered.filter(_last_of_key(key)).drop(_ORDER)
 
 
 def merge_state(old: pl.DataFrame | None, changed: pl.DataFrame, key: str) -> pl.DataFrame:
@@ -51,9 +52,5 @@ def merge_state(old: pl.DataFrame | None, changed: pl.DataFrame, key: str) -> pl
         ],
         how="vertical",
     )
-    return (
-        both.with_row_index(_ORDER)
-        .sort([key, "last_updated", _ARRIVAL, _ORDER])
-        .unique(subset=key, keep="last", maintain_order=True)
-        .drop(_ORDER, _ARRIVAL)
-    )
+    ordered = both.with_row_index(_ORDER).sort([key, "last_updated", _ARRIVAL, _ORDER])
+    return ordered.filter(_last_of_key(key)).drop(_ORDER, _ARRIVAL)
