@@ -10,7 +10,7 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from azure.core.exceptions import (
     AzureError,
@@ -101,8 +101,11 @@ class Lake:
             with contextlib.suppress(ResourceExistsError):
                 self.queues.create_queue(queue)
 
-    def put_once(self, container: str, name: str, data: bytes, content_type: str | None = None) -> None:
-        """Create blob `name` with `data`; raise BlobExistsError if it exists (If-None-Match: *)."""
+    def put_once(
+        self, container: str, name: str, data: bytes | IO[bytes], content_type: str | None = None
+    ) -> None:
+        """Create blob `name` with `data` (bytes, or a binary file streamed from its position);
+        raise BlobExistsError if it exists (If-None-Match: *)."""
         settings = ContentSettings(content_type=content_type) if content_type else None
         try:
             with _transient(container, name):

@@ -1,0 +1,29 @@
+"""The extract stage: totesys (read-only, one snapshot per run) -> raw Parquet + run manifest in the lake.
+
+`extract(settings, lake)` is the whole API; the trigger, the CLI and the pipeline call it.
+"""
+
+from shared.extract.parquet import DEFAULT_BATCH_ROWS
+from shared.extract.stage import (
+    CHANGES_MARKER,
+    RUNS_PREFIX,
+    ExtractResult,
+    data_blob_name,
+    extract,
+    manifest_blob_name,
+    new_run_id,
+)
+from shared.extract.state import STATE_BLOB, ExtractState
+
+__all__ = [
+    "CHANGES_MARKER",
+    "DEFAULT_BATCH_ROWS",
+    "RUNS_PREFIX",
+    "STATE_BLOB",
+    "ExtractResult",
+    "ExtractState",
+    "data_blob_name",
+    "extract",
+    "manifest_blob_name",
+    "new_run_id",
+]

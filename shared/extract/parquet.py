@@ -1,0 +1,264 @@
+"""Stream one source table's changed rows out of PostgreSQL into one local Parquet file.
+
+`COPY (SELECT ...) TO STDOUT (FORMAT csv)` is read by a reader thread into batches of `batch_rows` rows;
+polars parses each batch into a frame typed like the source and its streaming Parquet sink writes it
+and lets it go. At most QUEUE_DEPTH raw batches wait between the two, so memory is bounded by the
+batch size, never by the table size, and reading the socket overlaps parsing and compressing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import psycopg
+from polars.io.plugins import register_io_source
+from psycopg import sql
+
+from shared.errors import TerminalError
+from shared.extract.catalog import SourceColumn, SourceTable
+from shared.schema import primary_key
+
+DEFAULT_BATCH_ROWS = 100_000
+QUEUE_DEPTH = 2
+WATERMARK_COLUMN = "last_updated"
+ROW_HASH = "__totes_row_hash"
+TAIL_LIMIT = 20_000
+_TIMESTAMP = "%Y-%m-%d %H:%M:%S%.f"
+_HASH_CHUNK = 1 << 20
+_END = object()
+
+
+@dataclass(frozen=True)
+class TableFile:
+    """A Parquet file of one table's changed rows on local disk, with what the manifest says of it."""
+
+    path: Path
+    rows: int
+    bytes: int
+    sha256: str
+    max_last_updated: datetime
+
+
+@dataclass(frozen=True)
+class TableRead:
+    """One table's read: rows in the window, the file of those not archived yet (None when every row
+    was), and the tail to skip next time (None: too many rows to keep)."""
+
+    rows_read: int
+    file: TableFile | None
+    tail: pl.DataFrame | None
+
+
+def copy_query(table: SourceTable, after: datetime | None) -> tuple[sql.Composed, tuple[datetime, ...]]:
+    """The COPY statement for the rows of `table` changed after `after` (every row when None), and its
+    parameters."""
+    columns = sql.SQL(", ").join(
+        sql.SQL("{}::text").format(sql.Identifier(c.name)) if c.as_text else sql.Identifier(c.name)
+        for c in table.columns
+    )
+    select = sql.SQL("SELECT {} FROM {}").format(columns, sql.Identifier(table.schema, table.name))
+    params: tuple[datetime, ...] = ()
+    if after is not None:
+        select = sql.SQL("{} WHERE {} > %s").format(select, sql.Identifier(WATERMARK_COLUMN))
+        params = (after,)
+    return sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(select), params
+
+
+def parse_expression(column: SourceColumn) -> pl.Expr:
+    """The polars expression turning COPY's CSV text of `column` into its Parquet dtype."""
+    col = pl.col(column.name)
+    dtype = column.dtype
+    if isinstance(dtype, pl.String):
+        return col
+    if isinstance(dtype, pl.Boolean):
+        return col == "t"
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is not None:
+            return col.str.to_datetime(_TIMESTAMP + "%#z", time_unit=dtype.time_unit, time_zone="UTC")
+        return col.str.to_datetime(_TIMESTAMP, time_unit=dtype.time_unit)
+    if isinstance(dtype, pl.Date):
+        return col.str.to_date("%Y-%m-%d")
+    return col.cast(dtype)
+
+
+def parse_batch(table: SourceTable, csv: bytes) -> pl.DataFrame:
+    """A batch of COPY CSV rows of `table` as a frame typed like the source.
+
+    CSV keeps NULL (an empty unquoted field) apart from the empty string (a quoted empty field)."""
+    text_schema = {c.name: pl.String() for c in table.columns}
+    try:
+        frame = pl.read_csv(csv, has_header=False, schema=text_schema, quote_char='"')
+        return frame.select(parse_expression(c) for c in table.columns)
+    except pl.exceptions.PolarsError as exc:
+        raise TerminalError(
+            f"source table {table.name}: a value could not be read as its column type ({exc}); "
+            "nothing of this run is committed and the next run tries again"
+        ) from exc
+
+
+class _CopyReader(threading.Thread):
+    """Reads a COPY into raw CSV batches of `batch_rows` rows on a bounded queue; stoppable."""
+
+    def __init__(
+        self, conn: psycopg.Connection, query: sql.Composed, params: tuple[datetime, ...], batch_rows: int
+    ) -> None:
+        super().__init__(name="totes-extract-copy", daemon=True)
+        self.conn, self.query, self.params, self.batch_rows = conn, query, params, batch_rows
+        self.batches: queue.Queue[object] = queue.Queue(maxsize=QUEUE_DEPTH)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            with self.conn.cursor().copy(self.query, self.params) as copy:
+                buffer, rows = bytearray(), 0
+                # libpq hands COPY data over one row at a time.
+                while chunk := copy.read():
+                    buffer += chunk
+                    rows += 1
+                    if rows == self.batch_rows:
+                        if not self._put(bytes(buffer)):
+                            return
+                        buffer, rows = bytearray(), 0
+                if buffer:
+                    self._put(bytes(buffer))
+            self._put(_END)
+        except BaseException as exc:
+            self._put(exc)
+
+    def _put(self, item: object) -> bool:
+        while not self.stopped.is_set():
+            try:
+                self.batches.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[bytes]:
+        while (item := self.batches.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, bytes)
+            yield item
+
+    def stop(self) -> None:
+        """Make the reader give up (its COPY is drained as it leaves) and wait for it."""
+        self.stopped.set()
+        if self.is_alive():
+            self.join()
+
+
+def write_table_parquet(
+    conn: psycopg.Connection,
+    table: SourceTable,
+    after: datetime | None,
+    path: Path,
+    *,
+    lookback: timedelta,
+    archived: pl.DataFrame | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+) -> TableRead:
+    """Read the rows of `table` with last_updated > `after` (all rows when None) and write those not in
+    `archived` (key, row hash) to Parquet at `path`; the file (None if no row is new) and the new tail."""
+    query, params = copy_query(table, after)
+    reader = _CopyReader(conn, query, params, batch_rows)
+    key = primary_key(table.name)
+    rows = rows_read = 0
+    max_last_updated: datetime | None = None
+    tail = Tail(key, None if after is None else after + lookback, lookback)
+    errors: list[BaseException] = []
+
+    def batches(
+        _columns: list[str] | None, _predicate: pl.Expr | None, _n_rows: int | None, _size: int | None
+    ) -> Iterator[pl.DataFrame]:
+        nonlocal rows, rows_read, max_last_updated
+        try:
+            reader.start()
+            for csv in reader:
+                frame = parse_batch(table, csv)
+                hashed = frame.with_columns(frame.hash_rows(seed=0).alias(ROW_HASH))
+                rows_read += frame.height
+                tail.add(hashed)
+                if archived is not None:
+                    hashed = hashed.join(archived, on=[key, ROW_HASH], how="anti", maintain_order="left")
+                    frame = hashed.drop(ROW_HASH)
+                rows += frame.height
+                newest = frame.get_column(WATERMARK_COLUMN).max()
+                if isinstance(newest, datetime) and (max_last_updated is None or newest > max_last_updated):
+                    max_last_updated = newest
+                yield frame
+        except BaseException as exc:
+            errors.append(exc)  # polars re-raises it wrapped or not: keep it for an exact re-raise
+            raise
+
+    source = register_io_source(batches, schema=table.polars_schema, explain_name=f"COPY {table.name}")
+    try:
+        source.sink_parquet(path, compression="zstd", row_group_size=batch_rows, statistics=True)
+    except Exception:
+        if errors:
+            raise errors[0] from None
+        raise
+    finally:
+        reader.stop()
+    if rows == 0 or max_last_updated is None:
+        path.unlink(missing_ok=True)
+        return TableRead(rows_read, None, tail.rows())
+    size, digest = file_digest(path)
+    return TableRead(rows_read, TableFile(path, rows, size, digest, max_last_updated), tail.rows())
+
+
+class Tail:
+    """The (key, row hash) of the rows read within `lookback` of the newest last_updated seen so far.
+
+    The next run's window starts `lookback` before the watermark, so it re-reads these rows: the ones
+    still identical are already archived and are not written again (else an idle source would yield a
+    run of the same rows on every tick). More than TAIL_LIMIT rows are not kept: the next run then
+    re-writes its whole window, which downstream dedupes.
+    """
+
+    def __init__(self, key: str, watermark: datetime | None, lookback: timedelta) -> None:
+        self.key, self.newest, self.lookback = key, watermark, lookback
+        self.frame: pl.DataFrame | None = None
+        self.overflow = False
+
+    def add(self, hashed: pl.DataFrame) -> None:
+        """Take a batch (with its ROW_HASH column) into account."""
+        if self.overflow or hashed.height == 0:
+            return
+        batch_newest = hashed.get_column(WATERMARK_COLUMN).max()
+        assert isinstance(batch_newest, datetime)
+        if self.newest is None or batch_newest > self.newest:
+            self.newest = batch_newest
+        candidates = hashed.select(self.key, WATERMARK_COLUMN, ROW_HASH)
+        if self.frame is not None:
+            candidates = pl.concat([self.frame, candidates])
+        # The newest only grows, so what falls out of its lookback now never belongs to the final tail.
+        self.frame = candidates.filter(pl.col(WATERMARK_COLUMN) > self.newest - self.lookback)
+        if self.frame.height > TAIL_LIMIT:
+            self.overflow, self.frame = True, None
+
+    def rows(self) -> pl.DataFrame | None:
+        """(key, ROW_HASH) of the tail rows; an empty frame when none were read; None on overflow."""
+        if self.overflow:
+            return None
+        if self.frame is None:
+            return pl.DataFrame(schema={self.key: pl.Int32(), ROW_HASH: pl.UInt64()})
+        return self.frame.select(self.key, ROW_HASH)
+
+
+def file_digest(path: Path) -> tuple[int, str]:
+    """Size and sha256 hex of a file, read in 1 MiB chunks."""
+    sha = hashlib.sha256()
+    size = 0
+    with path.open("rb") as file:
+        while chunk := file.read(_HASH_CHUNK):
+            sha.update(chunk)
+            size += len(chunk)
+    return size, sha.hexdigest()

@@ -1,0 +1,318 @@
+"""The extract stage: totesys changed rows -> raw Parquet files -> run manifest -> watermark state.
+
+One run, in this order, so that a crash anywhere leaves the lake consistent:
+
+1. read the watermark state (and its ETag), then open ONE REPEATABLE READ, READ ONLY transaction;
+2. per table, COPY the rows with last_updated > watermark - EXTRACT_LOOKBACK (every row the first time)
+   into raw/<table>/<YYYY>/<MM>/<DD>/<run_id>.parquet, write-once;
+3. raw/_runs/<run_id>.json, write-once and LAST of the run's blobs: the commit marker that triggers
+   transform. Data files no manifest names (a crash before it) are orphans nothing reads;
+4. the state, advanced only if unchanged since step 1 (ETag). A crash before it, or a lost race, leaves
+   the old watermark: the next run re-reads the overlap under a new run_id, and downstream dedupes.
+
+A run that finds no changed row writes no data and no manifest, only last_checked_at in the state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import psycopg
+
+from shared.errors import TerminalError, TransientError
+from shared.extract.catalog import SourceTable, read_catalog
+from shared.extract.parquet import DEFAULT_BATCH_ROWS, TableFile, write_table_parquet
+from shared.extract.source import SETTING, database_now, describe_source, source_snapshot
+from shared.extract.state import STATE_BLOB, ExtractState, iso
+from shared.lake import ConcurrentUpdateError, Lake
+from shared.schema import SOURCE_TABLES, primary_key
+from shared.settings import Settings
+
+log = logging.getLogger("shared.extract")
+
+RUNS_PREFIX = "_runs/"
+MANIFEST_VERSION = 1
+CHANGES_MARKER = "TOTES_EXTRACT_CHANGES"
+PARQUET = "application/vnd.apache.parquet"
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class RawTableFile:
+    """One table's file of this run: its blob name in the raw container, the file, the lower bound used."""
+
+    blob: str
+    file: TableFile
+    after: datetime | None
+
+
+@dataclass
+class _Extracted:
+    files: dict[str, RawTableFile] = field(default_factory=dict)
+    tails: dict[str, pl.DataFrame | None] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    """What one extract run did: its run_id and manifest (None when nothing changed), rows per table
+    (every source table, 0 when unchanged), bytes written, and timings."""
+
+    run_id: str | None
+    rows: dict[str, int]
+    bytes: int
+    duration_s: float
+    manifest: str | None
+    extracted_at: datetime
+    # table -> data blob name inside the raw container, for the tables that changed
+    files: dict[str, str] = field(default_factory=dict)
+    # table -> seconds spent reading, converting and uploading it
+    table_seconds: dict[str, float] = field(default_factory=dict)
+    # False when another run advanced the state first (this run's files and manifest still stand)
+    watermark_advanced: bool = False
+    # source columns the pipeline does not know, archived in the files, per table
+    extra_columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def new_run_id(extracted_at: datetime) -> str:
+    """A sortable, unique run id: the UTC extract time and 6 random hex digits (20261122T031500Z-7f3a9c)."""
+    return f"{extracted_at.astimezone(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def data_blob_name(table: str, run_id: str, extracted_at: datetime) -> str:
+    """The raw container path of a run's file for `table`: <table>/<YYYY>/<MM>/<DD>/<run_id>.parquet."""
+    return f"{table}/{extracted_at.astimezone(UTC):%Y/%m/%d}/{run_id}.parquet"
+
+
+def manifest_blob_name(run_id: str) -> str:
+    """The raw container path of a run's manifest: _runs/<run_id>.json."""
+    return f"{RUNS_PREFIX}{run_id}.json"
+
+
+def extract(
+    settings: Settings,
+    lake: Lake,
+    *,
+    now: datetime | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+) -> ExtractResult:
+    """One extract run: the rows of every source table changed since its watermark (minus the lookback)
+    into raw Parquet files plus a manifest, then the advanced watermarks; `now` overrides the DB clock."""
+    started = time.perf_counter()
+    settings.require("source", "lake")
+    assert settings.totesys_db_url is not None
+    where = describe_source(settings.totesys_db_url.reveal())
+    lookback = settings.extract_lookback
+    state_blob = lake.read_versioned(lake.raw, STATE_BLOB)
+    state = ExtractState.parse(state_blob.data, f"{lake.raw}/{STATE_BLOB}")
+
+    with source_snapshot(settings) as conn:
+        try:
+            extracted_at = _utc(now) if now is not None else database_now(conn)
+            run_id = new_run_id(extracted_at)
+            tables = read_catalog(conn)
+            extra = _report_extra_columns(tables, state)
+            extracted = _extract_tables(conn, lake, tables, state, settings, run_id, extracted_at, batch_rows)
+        except psycopg.OperationalError as exc:
+            raise TransientError(
+                f"extract run: lost the source database at {where} (setting {SETTING}) while reading "
+                f"({type(exc).__name__}); no manifest was written and the watermark is unchanged; "
+                "the next scheduled run tries again"
+            ) from None
+        except psycopg.Error as exc:
+            raise TerminalError(
+                f"extract run: the source database at {where} refused a read ({exc.sqlstate}: "
+                f"{str(exc).strip()}); check the grants of the extract's role; nothing was committed"
+            ) from None
+
+    files, seconds = extracted.files, extracted.seconds
+    rows = {t: (files[t].file.rows if t in files else 0) for t in SOURCE_TABLES}
+    extra_state = {t: list(cols) for t, cols in extra.items() if cols}
+    if not files:
+        _record_check(lake, state.checked(extracted_at, extra_state, extracted.tails), state_blob.etag)
+        duration = time.perf_counter() - started
+        since = iso(state.last_changes_at) if state.last_changes_at else "the first extract"
+        log.info(
+            "extract: no changes since %s (checked at %s)",
+            since,
+            iso(extracted_at),
+            extra={
+                "custom_dimensions": {
+                    "checked_at": iso(extracted_at),
+                    "last_changes_at": since,
+                    "duration_s": round(duration, 3),
+                }
+            },
+        )
+        return ExtractResult(
+            run_id=None,
+            rows=rows,
+            bytes=0,
+            duration_s=duration,
+            manifest=None,
+            extracted_at=extracted_at,
+            table_seconds=seconds,
+            extra_columns=extra,
+        )
+
+    manifest_name = manifest_blob_name(run_id)
+    manifest = build_manifest(run_id, extracted_at, int(lookback.total_seconds()), tables, files)
+    lake.put_once(lake.raw, manifest_name, json.dumps(manifest, indent=2).encode(), JSON)
+
+    maxima = {t: f.file.max_last_updated for t, f in files.items()}
+    advanced = state.advanced(run_id, extracted_at, maxima, extra_state, extracted.tails)
+    watermark_advanced = True
+    try:
+        lake.write_versioned(lake.raw, STATE_BLOB, advanced.to_json(), state_blob.etag)
+    except ConcurrentUpdateError:
+        watermark_advanced = False
+        log.warning(
+            "extract run %s: another run changed %s/%s meanwhile; this run's files and manifest stand "
+            "(downstream dedupes the overlap) but its watermarks were not advanced: the next run re-reads them",
+            run_id,
+            lake.raw,
+            STATE_BLOB,
+        )
+
+    total_bytes = sum(f.file.bytes for f in files.values())
+    duration = time.perf_counter() - started
+    changed = {t: n for t, n in rows.items() if n}
+    log.info(
+        "extract run_id=%s rows=%s bytes=%d duration_s=%.3f %s",
+        run_id,
+        json.dumps(changed, separators=(",", ":")),
+        total_bytes,
+        duration,
+        CHANGES_MARKER,
+        extra={
+            "custom_dimensions": {
+                "run_id": run_id,
+                "rows": changed,
+                "rows_total": sum(changed.values()),
+                "bytes": total_bytes,
+                "duration_s": round(duration, 3),
+                "manifest": f"{lake.raw}/{manifest_name}",
+                "watermark_advanced": watermark_advanced,
+            }
+        },
+    )
+    return ExtractResult(
+        run_id=run_id,
+        rows=rows,
+        bytes=total_bytes,
+        duration_s=duration,
+        manifest=manifest_name,
+        extracted_at=extracted_at,
+        files={t: f.blob for t, f in files.items()},
+        table_seconds=seconds,
+        watermark_advanced=watermark_advanced,
+        extra_columns=extra,
+    )
+
+
+def build_manifest(
+    run_id: str,
+    extracted_at: datetime,
+    lookback_seconds: int,
+    tables: dict[str, SourceTable],
+    files: dict[str, RawTableFile],
+) -> dict[str, Any]:
+    """The run manifest: per changed table its file, rows, bytes, sha256, window and columns."""
+    entries = {}
+    for table, raw in files.items():
+        file, after = raw.file, raw.after
+        entries[table] = {
+            "file": raw.blob,
+            "rows": file.rows,
+            "bytes": file.bytes,
+            "sha256": file.sha256,
+            "window": {
+                "after": iso(after) if after else None,
+                "max_last_updated": iso(file.max_last_updated),
+            },
+            "columns": [{"name": c.name, "type": c.pg_type} for c in tables[table].columns],
+        }
+    return {
+        "version": MANIFEST_VERSION,
+        "run_id": run_id,
+        "extracted_at": iso(extracted_at),
+        "lookback_seconds": lookback_seconds,
+        "tables": entries,
+    }
+
+
+def _extract_tables(
+    conn: psycopg.Connection,
+    lake: Lake,
+    tables: dict[str, SourceTable],
+    state: ExtractState,
+    settings: Settings,
+    run_id: str,
+    extracted_at: datetime,
+    batch_rows: int,
+) -> _Extracted:
+    """Per table inside the snapshot: its new rows to a local Parquet file, uploaded write-once."""
+    extracted = _Extracted()
+    lookback = settings.extract_lookback
+    with tempfile.TemporaryDirectory(prefix="totes-extract-") as tmp:
+        for table in SOURCE_TABLES:
+            table_started = time.perf_counter()
+            after = state.lower_bound(table, lookback)
+            local = Path(tmp) / f"{table}.parquet"
+            read = write_table_parquet(
+                conn,
+                tables[table],
+                after,
+                local,
+                lookback=lookback,
+                archived=state.archived(table, primary_key(table)),
+                batch_rows=batch_rows,
+            )
+            extracted.tails[table] = read.tail
+            if read.file is not None:
+                name = data_blob_name(table, run_id, extracted_at)
+                with local.open("rb") as stream:
+                    lake.put_once(lake.raw, name, stream, PARQUET)
+                local.unlink()
+                extracted.files[table] = RawTableFile(name, read.file, after)
+            extracted.seconds[table] = time.perf_counter() - table_started
+    return extracted
+
+
+def _report_extra_columns(tables: dict[str, SourceTable], state: ExtractState) -> dict[str, tuple[str, ...]]:
+    """Columns the pipeline does not know, per table; a warning for each not reported by an earlier run."""
+    extra = {t: spec.extra_columns for t, spec in tables.items() if spec.extra_columns}
+    for table, columns in extra.items():
+        new = [c for c in columns if c not in state.extra_columns.get(table, [])]
+        if new:
+            types = {c.name: c.pg_type for c in tables[table].columns}
+            log.warning(
+                "extract: source table %s has new column(s) %s; they are archived in the raw files as "
+                "found (not used downstream until the pipeline knows them)",
+                table,
+                ", ".join(f"{c} ({types[c]})" for c in new),
+                extra={"custom_dimensions": {"table": table, "new_columns": new}},
+            )
+    return extra
+
+
+def _record_check(lake: Lake, state: ExtractState, etag: str | None) -> None:
+    """Record in the state that the source was checked (a lost race is fine: the winner recorded one)."""
+    try:
+        lake.write_versioned(lake.raw, STATE_BLOB, state.to_json(), etag)
+    except ConcurrentUpdateError:
+        log.info("extract: another run updated %s/%s meanwhile; its check time stands", lake.raw, STATE_BLOB)
+
+
+def _utc(value: datetime) -> datetime:
+    """`value` in UTC (a naive value is taken as UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

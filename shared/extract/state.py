@@ -1,0 +1,114 @@
+"""The extract's small mutable state: per-table watermarks and when the source was last checked.
+
+One JSON blob in the raw container outside the immutable prefixes, read with its ETag and replaced only
+if unchanged since (Lake.write_versioned), so two overlapping runs cannot both advance it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import polars as pl
+
+from shared.errors import TerminalError
+from shared.extract.parquet import ROW_HASH
+
+STATE_BLOB = "_state/extract_watermarks.json"
+
+
+def iso(value: datetime) -> str:
+    """ISO-8601 text of a timestamp, to the microsecond (source timestamps stay naive, as stored)."""
+    return value.isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class ExtractState:
+    """Watermark per table (max last_updated extracted so far), the last run, and the last check."""
+
+    tables: dict[str, datetime] = field(default_factory=dict)
+    last_run_id: str | None = None
+    last_checked_at: datetime | None = None
+    last_changes_at: datetime | None = None
+    # Source columns the pipeline does not know, already reported (warned about once, then archived).
+    extra_columns: dict[str, list[str]] = field(default_factory=dict)
+    # Per table, [key, row hash] of the rows within the lookback of the watermark, already archived
+    # (None: too many to keep, so the next run re-writes its whole window).
+    tails: dict[str, list[list[int]] | None] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, data: bytes | None, where: str = STATE_BLOB) -> ExtractState:
+        """The state stored in a blob's bytes (the empty state when the blob does not exist)."""
+        if data is None:
+            return cls()
+        try:
+            doc = json.loads(data)
+            return cls(
+                tables={t: datetime.fromisoformat(v) for t, v in doc.get("tables", {}).items()},
+                last_run_id=doc.get("last_run_id"),
+                last_checked_at=_parse_optional(doc.get("last_checked_at")),
+                last_changes_at=_parse_optional(doc.get("last_changes_at")),
+                extra_columns={t: list(v) for t, v in doc.get("extra_columns", {}).items()},
+                tails={
+                    t: None if v is None else [[int(k), int(h)] for k, h in v] for t, v in doc.get("tails", {}).items()
+                },
+            )
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise TerminalError(
+                f"the extract state {where} is not valid JSON state ({exc}): repair it, or delete it to "
+                "re-extract every table in full (downstream dedupes the overlap)"
+            ) from exc
+
+    def to_json(self) -> bytes:
+        """The state as UTF-8 JSON."""
+        doc: dict[str, Any] = {
+            "tables": {t: iso(v) for t, v in sorted(self.tables.items())},
+            "last_run_id": self.last_run_id,
+            "last_checked_at": iso(self.last_checked_at) if self.last_checked_at else None,
+            "last_changes_at": iso(self.last_changes_at) if self.last_changes_at else None,
+            "extra_columns": dict(sorted(self.extra_columns.items())),
+            "tails": dict(sorted(self.tails.items())),
+        }
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    def lower_bound(self, table: str, lookback: timedelta) -> datetime | None:
+        """The exclusive lower bound of last_updated for `table`: watermark - lookback (None: all rows)."""
+        watermark = self.tables.get(table)
+        return None if watermark is None else watermark - lookback
+
+    def archived(self, table: str, key: str) -> pl.DataFrame | None:
+        """(key, row hash) of `table`'s rows already archived within the lookback; None if not known."""
+        rows = self.tails.get(table)
+        if rows is None:
+            return None
+        return pl.DataFrame(rows, schema={key: pl.Int32(), ROW_HASH: pl.UInt64()}, orient="row")
+
+    def checked(
+        self, at: datetime, extra_columns: dict[str, list[str]], tails: dict[str, pl.DataFrame | None]
+    ) -> ExtractState:
+        """The state after a run that found no changed rows at `at`."""
+        return replace(self, last_checked_at=at, extra_columns=extra_columns, tails=_tails(tails))
+
+    def advanced(
+        self,
+        run_id: str,
+        at: datetime,
+        maxima: dict[str, datetime],
+        extra_columns: dict[str, list[str]],
+        tails: dict[str, pl.DataFrame | None],
+    ) -> ExtractState:
+        """The state after run `run_id` extracted rows up to `maxima` (per table); never moves back."""
+        tables = dict(self.tables)
+        for table, newest in maxima.items():
+            tables[table] = max(newest, tables.get(table, newest))
+        return ExtractState(tables, run_id, at, at, extra_columns, _tails(tails))
+
+
+def _tails(frames: dict[str, pl.DataFrame | None]) -> dict[str, list[list[int]] | None]:
+    return {t: None if f is None else [list(r) for r in f.sort(f.columns).iter_rows()] for t, f in frames.items()}
+
+
+def _parse_optional(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
