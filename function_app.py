@@ -5,7 +5,9 @@ import logging
 import azure.functions as func
 
 import shared.extract
+from shared.errors import TerminalError
 from shared.lake import Lake
+from shared.load import load_message, send_to_poison
 from shared.settings import load_settings, transform_trigger_source
 from shared.transform.stage import transform_blob
 
@@ -28,6 +30,24 @@ def transform(manifest: func.InputStream, msg: func.Out[str]) -> None:
     if outcome.load_message is not None:
         msg.set(outcome.load_message)
     logging.info(outcome.summary())
+
+
+@app.function_name("load")
+@app.queue_trigger(arg_name="msg", queue_name="%LOAD_QUEUE%", connection="LAKE_STORAGE")
+def load(msg: func.QueueMessage) -> None:
+    """A load-jobs message: load its curated run into the warehouse in one transaction.
+
+    Unusable input (bad message, unknown run, bad files) goes to the poison queue at once instead of
+    five retries; a TransientError (warehouse down, dimension rows not loaded yet) raises so the host retries.
+    """
+    body = msg.get_body().decode("utf-8", errors="replace")
+    settings = load_settings(needs=("warehouse", "lake"))
+    lake = Lake.from_settings(settings)
+    try:
+        load_message(settings, lake, body)  # logs the TOTES_LOAD_OK summary line
+    except TerminalError as exc:
+        logging.error("TOTES_LOAD_POISON %s; message moved to %s, not retried", exc, settings.poison_queue)
+        send_to_poison(settings, lake, body)
 
 
 @app.function_name("extract")

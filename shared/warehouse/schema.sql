@@ -161,6 +161,13 @@ CREATE TABLE IF NOT EXISTS etl.load_run (
     timings jsonb NOT NULL
 );
 
+-- Which version of this script a warehouse has (sha256 of its text): the load applies the DDL only when
+-- it changed, so it does not take CREATE OR REPLACE VIEW's exclusive lock on every load.
+CREATE TABLE IF NOT EXISTS etl.schema_applied (
+    sha256 varchar PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
 -- Analysts' views: the current version of each order and payment.
 CREATE OR REPLACE VIEW current_sales_order AS
 SELECT DISTINCT ON (sales_order_id) *

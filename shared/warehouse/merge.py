@@ -1,0 +1,343 @@
+"""The load's SQL: COPY curated frames into staging tables, then merge them into the star schemas.
+
+Everything here runs inside the caller's transaction and never commits. Grain per step:
+- staging: one temporary table per curated file (`stg_<table>`, dropped at commit), filled by COPY;
+- dim_date: one row per calendar day from the earliest to the latest date known (contiguous);
+- dimensions: one row per natural key, the newest version by (etl_source_updated, etl_run_id);
+- facts: one row per distinct version (natural key, etl_row_hash), never a second identical one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import polars as pl
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from shared.warehouse import apply_schema, schema_sql
+
+DIMENSIONS: tuple[str, ...] = (
+    "dim_staff",
+    "dim_location",
+    "dim_currency",
+    "dim_design",
+    "dim_counterparty",
+    "dim_payment_type",
+    "dim_transaction",
+)
+FACTS: tuple[str, ...] = ("fact_sales_order", "fact_purchase_order", "fact_payment")
+# Load order: the calendar, the dimensions, then the facts that reference both (foreign keys).
+TABLES: tuple[str, ...] = ("dim_date", *DIMENSIONS, *FACTS)
+KEYS: dict[str, str] = {
+    "dim_date": "date_id",
+    "dim_staff": "staff_id",
+    "dim_location": "location_id",
+    "dim_currency": "currency_id",
+    "dim_design": "design_id",
+    "dim_counterparty": "counterparty_id",
+    "dim_payment_type": "payment_type_id",
+    "dim_transaction": "transaction_id",
+    "fact_sales_order": "sales_order_id",
+    "fact_purchase_order": "purchase_order_id",
+    "fact_payment": "payment_id",
+}
+# The bookkeeping column the transform writes into each curated file (the load adds etl_run_id itself).
+TRANSFORM_COLUMNS: dict[str, tuple[str, ...]] = {
+    "dim_date": (),
+    **{table: ("etl_source_updated",) for table in DIMENSIONS},
+    **{table: ("etl_row_hash",) for table in FACTS},
+}
+# A fact version's position in time: record ids are assigned in this order so they grow with time.
+FACT_ORDER: dict[str, tuple[str, ...]] = {
+    "fact_sales_order": ("last_updated_date", "last_updated_time"),
+    "fact_purchase_order": ("last_updated_date", "last_updated_time"),
+    "fact_payment": ("last_updated_date", "last_updated"),
+}
+# Fact column -> the dimension it references (the warehouse contract's foreign keys, dim_date aside).
+REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
+    "fact_sales_order": (
+        ("sales_staff_id", "dim_staff"),
+        ("counterparty_id", "dim_counterparty"),
+        ("currency_id", "dim_currency"),
+        ("design_id", "dim_design"),
+        ("agreed_delivery_location_id", "dim_location"),
+    ),
+    "fact_purchase_order": (
+        ("staff_id", "dim_staff"),
+        ("counterparty_id", "dim_counterparty"),
+        ("currency_id", "dim_currency"),
+        ("agreed_delivery_location_id", "dim_location"),
+    ),
+    "fact_payment": (
+        ("transaction_id", "dim_transaction"),
+        ("counterparty_id", "dim_counterparty"),
+        ("currency_id", "dim_currency"),
+        ("payment_type_id", "dim_payment_type"),
+    ),
+}
+# English names indexed by ISO day of week (Monday=1) and month (January=1): independent of lc_time.
+DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+MONTH_NAMES = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+# Rows per CSV chunk streamed into COPY: bounds the memory of the text form of a large frame.
+COPY_BATCH_ROWS = 200_000
+_LOAD_LOCK = 0x7074_6C64  # pg_advisory_xact_lock key: every load, whatever its run, takes it
+
+
+@dataclass(frozen=True)
+class Merged:
+    """What one merge statement did to one warehouse table."""
+
+    inserted: int
+    updated: int = 0
+
+    @property
+    def rows(self) -> int:
+        """Rows inserted or updated."""
+        return self.inserted + self.updated
+
+
+@dataclass(frozen=True)
+class MissingReference:
+    """Fact rows of a run whose dimension id is not in the warehouse (yet)."""
+
+    table: str
+    column: str
+    dimension: str
+    ids: tuple[int, ...]
+
+    def __str__(self) -> str:
+        shown = ", ".join(map(str, self.ids[:20])) + (", ..." if len(self.ids) > 20 else "")
+        return f"{self.table}.{self.column} -> {self.dimension} ids [{shown}]"
+
+
+def lock_loads(conn: psycopg.Connection) -> None:
+    """Serialise loads: wait for the transaction-level lock every load takes (released at commit)."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOAD_LOCK,))
+
+
+def ensure_schema(conn: psycopg.Connection) -> bool:
+    """Apply the warehouse DDL unless this exact version was applied already; True if it was applied.
+
+    Re-running the DDL on every load would take CREATE OR REPLACE VIEW's exclusive lock on the
+    analysts' views for the whole load transaction, so the script's digest is remembered instead.
+    """
+    digest = hashlib.sha256(schema_sql().encode()).hexdigest()
+    row = conn.execute("SELECT to_regclass('etl.schema_applied') IS NOT NULL").fetchone()
+    if row and row[0]:
+        applied = conn.execute("SELECT 1 FROM etl.schema_applied WHERE sha256 = %s", (digest,)).fetchone()
+        if applied:
+            return False
+    apply_schema(conn)
+    conn.execute("INSERT INTO etl.schema_applied (sha256) VALUES (%s) ON CONFLICT DO NOTHING", (digest,))
+    return True
+
+
+def loaded_at(conn: psycopg.Connection, run_id: str) -> object | None:
+    """When `run_id` was loaded according to the ledger, or None if it never was."""
+    row = conn.execute("SELECT loaded_at FROM etl.load_run WHERE run_id = %s", (run_id,)).fetchone()
+    return row[0] if row else None
+
+
+def curated_columns(conn: psycopg.Connection, table: str) -> list[str]:
+    """The columns a curated file of `table` carries: the contract columns minus serial record ids,
+    plus the transform's bookkeeping column."""
+    rows = conn.execute(
+        "SELECT a.attname FROM pg_attribute a "
+        "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+        "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped "
+        "AND a.attname NOT LIKE 'etl\\_%%' "
+        "AND coalesce(pg_get_expr(d.adbin, d.adrelid), '') NOT LIKE 'nextval(%%' "
+        "ORDER BY a.attnum",
+        (table,),
+    ).fetchall()
+    return [r[0] for r in rows] + list(TRANSFORM_COLUMNS[table])
+
+
+def stage(conn: psycopg.Connection, table: str, frame: pl.DataFrame) -> int:
+    """COPY `frame` (a curated file of `table`) into the temporary table stg_<table>; rows staged."""
+    staging = sql.Identifier(f"stg_{table}")
+    columns = sql.SQL(", ").join(map(sql.Identifier, frame.columns))
+    conn.execute(
+        sql.SQL("CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+            staging, columns, sql.Identifier(table)
+        )
+    )
+    copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(staging, columns)
+    with conn.cursor() as cur, cur.copy(copy) as pipe:
+        for offset in range(0, frame.height, COPY_BATCH_ROWS):
+            buffer = io.BytesIO()
+            # CSV tells null (empty) from '' (quoted); times and timestamps keep milliseconds.
+            frame.slice(offset, COPY_BATCH_ROWS).write_csv(
+                buffer,
+                include_header=False,
+                date_format="%Y-%m-%d",
+                time_format="%H:%M:%S%.3f",
+                datetime_format="%Y-%m-%d %H:%M:%S%.3f",
+            )
+            pipe.write(buffer.getbuffer())
+    # Temporary tables are never auto-analysed; the merges below join on them.
+    conn.execute(sql.SQL("ANALYZE {}").format(staging))
+    return frame.height
+
+
+def date_columns(conn: psycopg.Connection, staged: Sequence[str]) -> dict[str, list[str]]:
+    """The date-typed columns of each staged table (every one of them references dim_date)."""
+    rows = conn.execute(
+        "SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "WHERE a.attrelid = ANY(%s::regclass[]) AND a.atttypid = 'date'::regtype AND a.attnum > 0 "
+        "AND NOT a.attisdropped ORDER BY c.relname, a.attnum",
+        ([f"pg_temp.stg_{t}" for t in staged],),
+    ).fetchall()
+    found: dict[str, list[str]] = {}
+    for relname, column in rows:
+        found.setdefault(relname.removeprefix("stg_"), []).append(column)
+    return found
+
+
+def merge_dim_date(conn: psycopg.Connection, staged: Sequence[str]) -> Merged:
+    """Add every missing day between the earliest and latest of the existing and staged dates."""
+    bounds: list[sql.Composable] = [sql.SQL("SELECT min(date_id) AS lo, max(date_id) AS hi FROM dim_date")]
+    for table, columns in date_columns(conn, staged).items():
+        cols = [sql.Identifier(c) for c in columns]
+        bounds.append(
+            sql.SQL("SELECT least({}) AS lo, greatest({}) AS hi FROM {}").format(
+                sql.SQL(", ").join(sql.SQL("min({})").format(c) for c in cols),
+                sql.SQL(", ").join(sql.SQL("max({})").format(c) for c in cols),
+                sql.Identifier(f"stg_{table}"),
+            )
+        )
+    query = sql.SQL(
+        """
+        WITH bounds AS (SELECT min(lo) AS lo, max(hi) AS hi FROM ({}) AS b),
+        days AS (
+            SELECT g::date AS d
+            FROM bounds, generate_series(bounds.lo, bounds.hi, interval '1 day') AS g
+            WHERE bounds.lo IS NOT NULL
+        )
+        INSERT INTO dim_date
+            (date_id, year, month, day, day_of_week, day_name, month_name, quarter)
+        SELECT d,
+               extract(year FROM d)::int,
+               extract(month FROM d)::int,
+               extract(day FROM d)::int,
+               extract(isodow FROM d)::int,
+               (%(day_names)s::varchar[])[extract(isodow FROM d)::int],
+               (%(month_names)s::varchar[])[extract(month FROM d)::int],
+               extract(quarter FROM d)::int
+        FROM days
+        WHERE NOT EXISTS (SELECT 1 FROM dim_date e WHERE e.date_id = days.d)
+        ORDER BY d
+        ON CONFLICT (date_id) DO NOTHING
+        """
+    ).format(sql.SQL(" UNION ALL ").join(bounds))
+    cur = conn.execute(query, {"day_names": list(DAY_NAMES), "month_names": list(MONTH_NAMES)})
+    return Merged(inserted=max(cur.rowcount, 0))
+
+
+def merge_dimension(conn: psycopg.Connection, table: str, columns: Sequence[str], run_id: str) -> Merged:
+    """Upsert stg_<table> into `table` by natural key; a row changes only for a newer version.
+
+    Versions are ordered by (etl_source_updated, etl_run_id), so a run loaded late never puts an
+    older value over a newer one, and of two runs seeing the same source version the later run wins.
+    """
+    key = KEYS[table]
+    cols = [sql.Identifier(c) for c in columns]
+    updates = sql.SQL(", ").join(
+        sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in [*columns, "etl_run_id"] if c != key
+    )
+    query = sql.SQL(
+        """
+        WITH merged AS (
+            INSERT INTO {table} AS t ({cols}, etl_run_id)
+            SELECT DISTINCT ON ({key}) {cols}, %(run_id)s
+            FROM {staging}
+            ORDER BY {key}, etl_source_updated DESC
+            ON CONFLICT ({key}) DO UPDATE SET {updates}
+            WHERE (EXCLUDED.etl_source_updated, EXCLUDED.etl_run_id COLLATE "C")
+                > (t.etl_source_updated, t.etl_run_id COLLATE "C")
+            RETURNING xmax = 0 AS inserted
+        )
+        SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged
+        """
+    ).format(
+        table=sql.Identifier(table),
+        cols=sql.SQL(", ").join(cols),
+        key=sql.Identifier(key),
+        staging=sql.Identifier(f"stg_{table}"),
+        updates=updates,
+    )
+    row = conn.execute(query, {"run_id": run_id}).fetchone()
+    assert row is not None
+    return Merged(inserted=int(row[0]), updated=int(row[1]))
+
+
+def missing_references(conn: psycopg.Connection, table: str) -> list[MissingReference]:
+    """The dimension ids stg_<table> references that no dimension row has (at most 100 per column)."""
+    missing = []
+    for column, dimension in REFERENCES[table]:
+        query = sql.SQL(
+            "SELECT DISTINCT s.{col} FROM {staging} s "
+            "WHERE NOT EXISTS (SELECT 1 FROM {dim} d WHERE d.{key} = s.{col}) ORDER BY 1 LIMIT 100"
+        ).format(
+            col=sql.Identifier(column),
+            staging=sql.Identifier(f"stg_{table}"),
+            dim=sql.Identifier(dimension),
+            key=sql.Identifier(KEYS[dimension]),
+        )
+        ids = tuple(r[0] for r in conn.execute(query))
+        if ids:
+            missing.append(MissingReference(table, column, dimension, ids))
+    return missing
+
+
+def insert_facts(conn: psycopg.Connection, table: str, columns: Sequence[str], run_id: str) -> Merged:
+    """Insert the fact versions of stg_<table> not already present, oldest first (ids grow with time)."""
+    key = KEYS[table]
+    order = [sql.Identifier(c) for c in (*FACT_ORDER[table], key)]
+    query = sql.SQL(
+        "INSERT INTO {table} ({cols}, etl_run_id) SELECT {cols}, %(run_id)s FROM {staging} "
+        "ORDER BY {order} ON CONFLICT ({key}, etl_row_hash) DO NOTHING"
+    ).format(
+        table=sql.Identifier(table),
+        cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
+        staging=sql.Identifier(f"stg_{table}"),
+        order=sql.SQL(", ").join(order),
+        key=sql.Identifier(key),
+    )
+    cur = conn.execute(query, {"run_id": run_id})
+    return Merged(inserted=max(cur.rowcount, 0))
+
+
+def record_run(
+    conn: psycopg.Connection,
+    run_id: str,
+    *,
+    extracted_at: object,
+    source_max_updated: object,
+    row_counts: dict[str, int],
+    timings: dict[str, float],
+) -> None:
+    """Write the run's ledger row: from now on a second delivery of `run_id` is a no-op."""
+    conn.execute(
+        "INSERT INTO etl.load_run (run_id, extracted_at, source_max_updated, row_counts, timings) "
+        "VALUES (%s, %s, %s, %s, %s)",
+        (run_id, extracted_at, source_max_updated, Jsonb(row_counts), Jsonb(timings)),
+    )
