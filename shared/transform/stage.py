@@ -1,6 +1,6 @@
 """The transform stage's I/O: one raw run (manifest + Parquet) in; curated Parquet, state and manifest out.
 
-The pure work is `transform_run` (shared.transform.builders); this module reads what the raw manifest
+The pure work is `transform_run` (shared.transform.model); this module reads what the raw manifest
 names, checks it, and writes the results so that any step may crash and be retried:
 
 1. curated/<table>/<run_id>.parquet   write-once; a blob left by a crashed attempt with the same bytes
@@ -21,6 +21,12 @@ Bad input (a malformed manifest, a missing or altered file, a missing required c
 state cannot resolve) quarantines the run: curated/_quarantine/<run_id>.json records why, an ERROR log
 line carries the marker TOTES_QUARANTINE for the alert, and no load message is sent. The raw files stay;
 the record does not block a later re-run of the same run_id once the cause is fixed.
+
+Everything else raises: storage errors (TransientError from shared.lake) and a state update that lost
+its ETag race STATE_ATTEMPTS times (ConcurrentUpdateError, transient) make the trigger fail so the host
+retries; a curated blob with other bytes than this attempt's (OutputConflictError), an unknown run or an
+unreadable state blob are terminal and need a person. None of them writes the manifest, so a retry
+redoes the run.
 """
 
 from __future__ import annotations
@@ -175,8 +181,6 @@ def transform(lake: Lake, run_id: str) -> TransformOutcome:
         try:
             result = transform_run(raw, current)
             phases["build"] = time.perf_counter() - started - phases["read"]
-        except BadRunError:
-            raise
         except TerminalError as exc:  # the pure transform's bad-input errors (missing column, reference)
             raise BadRunError(run_id, str(exc)) from exc
     except BadRunError as exc:
