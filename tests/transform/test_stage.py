@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import json
 import logging
@@ -18,6 +19,7 @@ from azure.functions.decorators.function_app import Function
 
 from shared.errors import TerminalError
 from shared.lake import Lake
+from shared.localstack import PROJECT_ROOT
 from shared.schema import SOURCE_TABLES
 from shared.settings import SettingsError, transform_trigger_source
 from shared.source.seed import read_snapshot
@@ -447,10 +449,18 @@ class Output(func.Out[str]):
 
 @pytest.fixture(scope="session")
 def functions() -> dict[str, Function]:
-    """The app's functions by name, as the worker indexes them (get_functions: once per app object)."""
-    import function_app
+    """The app's functions by name, as the worker indexes them.
 
-    return {str(f.get_function_name()): f for f in function_app.app.get_functions()}
+    FunctionApp.get_functions() may be called once per app object and other test modules index the app
+    too, so this module imports function_app.py privately: its own module, its own app object.
+    """
+    spec = importlib.util.spec_from_file_location(
+        "function_app_under_transform_tests", PROJECT_ROOT / "function_app.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {str(f.get_function_name()): f for f in module.app.get_functions()}
 
 
 @pytest.fixture
