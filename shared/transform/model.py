@@ -28,11 +28,25 @@ from shared.transform.builders import (
     build_fact_purchase_order,
     build_fact_sales_order,
 )
-from shared.transform.contract import NULLABLE_OUTPUT, OUTPUT_SCHEMA, TABLE_KEYS, required_schema
-from shared.transform.errors import InvalidValueError, MissingColumnError, describe_ids
+from shared.transform.contract import (
+    NULLABLE_OUTPUT,
+    OUTPUT_SCHEMA,
+    TABLE_KEYS,
+    required_columns,
+    required_schema,
+)
+from shared.transform.errors import InvalidValueError, MissingColumnError, MissingReferenceError, describe_ids
 from shared.transform.state import STATE_TABLES, merge_state
 
-__all__ = ["TransformResult", "conform_source", "transform_run"]
+__all__ = [
+    "InvalidValueError",
+    "MissingColumnError",
+    "MissingReferenceError",
+    "TransformResult",
+    "conform_source",
+    "required_columns",
+    "transform_run",
+]
 
 
 @dataclass(frozen=True)
