@@ -51,12 +51,7 @@ def normalize(node: Any) -> Any:
             if key in _META_KEYS:
                 continue
             value = normalize(value)
-            if (
-                _WRAPPED == "bc"
-                and isinstance(value, list)
-                and len(value) == 1
-                and not isinstance(value[0], dict)
-            ):
+            if _WRAPPED == "bc" and isinstance(value, list) and len(value) == 1 and not isinstance(value[0], dict):
                 value = value[0]
             out[_unquote(key)] = value
         return out

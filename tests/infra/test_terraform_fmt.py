@@ -23,5 +23,5 @@ def test_every_terraform_file_is_formatted() -> None:
 
 def test_fmt_check_reports_an_unformatted_file(tmp_path: Path) -> None:
     shutil.copytree(INFRA, tmp_path / "infra", ignore=shutil.ignore_patterns(".terraform"))
-    (tmp_path / "infra" / "zz_unformatted.tf").write_text('locals {\nx = 1\n    yy = 2\n}\n')
+    (tmp_path / "infra" / "zz_unformatted.tf").write_text("locals {\nx = 1\n    yy = 2\n}\n")
     assert _unformatted(tmp_path / "infra") == ["zz_unformatted.tf"]

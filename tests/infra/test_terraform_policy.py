@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.infra.conftest import INFRA, Terraform, attr, blocks
+from tests.infra.conftest import INFRA, Terraform, attr, blocks, load_terraform
 
 SNAKE_CASE = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -135,8 +137,9 @@ def test_both_database_settings_are_key_vault_references(terraform: Terraform) -
 def test_storage_connections_are_identity_based(terraform: Terraform, connection: str) -> None:
     settings = app_settings(terraform)
     account = "lake" if connection == "LAKE_STORAGE" else "host"
-    assert settings[f"{connection}__blobServiceUri"] == f"${{azurerm_storage_account.{account}.primary_blob_endpoint}}"
-    assert settings[f"{connection}__queueServiceUri"] == f"${{azurerm_storage_account.{account}.primary_queue_endpoint}}"
+    for service in ("blob", "queue"):
+        expected = f"${{azurerm_storage_account.{account}.primary_{service}_endpoint}}"
+        assert settings[f"{connection}__{service}ServiceUri"] == expected
     assert settings[f"{connection}__credential"] == "managedidentity"
     client_id = settings[f"{connection}__clientId"]
     if client_id == "${local.identity_client_id}":
@@ -244,7 +247,7 @@ SECRET_PATTERNS = [
 ]
 
 
-def committed_infra_files() -> list:
+def committed_infra_files() -> list[Path]:
     return sorted(
         path
         for path in INFRA.rglob("*")
@@ -293,6 +296,9 @@ def test_warehouse_database_exists(terraform: Terraform) -> None:
     assert attr(database, "server_id") == "${azurerm_postgresql_flexible_server.warehouse.id}"
 
 
+WHOLE_INTERNET = ("0.0.0.0", "255.255.255.255")  # noqa: S104 (an address range, not a socket bind)
+
+
 def test_warehouse_network_access_is_limited(terraform: Terraform) -> None:
     server = terraform.resource("azurerm_postgresql_flexible_server", "warehouse")
     public = attr(server, "public_network_access_enabled")
@@ -301,7 +307,7 @@ def test_warehouse_network_access_is_limited(terraform: Terraform) -> None:
     assert "warehouse_firewall_rules" in terraform.variables
     for name, rule in terraform.of_type("azurerm_postgresql_flexible_server_firewall_rule").items():
         start, end = attr(rule, "start_ip_address"), attr(rule, "end_ip_address")
-        assert not (start == "0.0.0.0" and end == "255.255.255.255"), f"firewall rule {name} opens the world"
+        assert (start, end) != WHOLE_INTERNET, f"firewall rule {name} opens the world"
         assert "count" in rule or "for_each" in rule, f"firewall rule {name} must be driven by variables"
 
 
@@ -409,8 +415,10 @@ def test_versions_are_pinned_and_state_is_remote(terraform: Terraform) -> None:
     if isinstance(providers, list):
         providers = providers[0]
     for name in ("azurerm", "random", "time"):
-        version = attr(providers[name], "version") if isinstance(providers[name], dict) else attr(
-            providers[name][0], "version"
+        version = (
+            attr(providers[name], "version")
+            if isinstance(providers[name], dict)
+            else attr(providers[name][0], "version")
         )
         assert version.startswith("~>"), f"provider {name} must be pinned with ~>, not {version}"
     assert "azurerm" in attr(settings, "backend"), "state lives in an azurerm backend"
@@ -444,25 +452,49 @@ def test_names_follow_the_convention(terraform: Terraform) -> None:
 # ---------------------------------------------------------------------------------------------
 
 MUTATIONS = [
-    ("storage.tf", "shared_access_key_enabled         = false", "shared_access_key_enabled         = true",
-     lambda config: test_storage_accounts_accept_only_entra_over_tls(config, "lake")),
-    ("storage.tf", "is_hns_enabled                    = true", "is_hns_enabled                    = false",
-     test_lake_has_hierarchical_namespace),
-    ("key_vault.tf", "purge_protection_enabled   = true", "purge_protection_enabled   = false",
-     test_key_vault_uses_rbac_and_purge_protection),
-    ("function_app.tf", '"TOTESYS_DB_URL"   = "@Microsoft.KeyVault(', '"TOTESYS_DB_URL"   = "postgresql://x@h/d?x=(',
-     test_both_database_settings_are_key_vault_references),
-    ("monitoring.tf", 'contains "${local.marker_quarantine}"', 'contains "QUARANTINE"',
-     test_every_alert_rule_is_present),
-    ("function_app.tf", "scope                = azurerm_storage_account.lake.id",
-     "scope                = azurerm_resource_group.main.id", test_no_role_assignment_is_broad),
+    (
+        "storage.tf",
+        "shared_access_key_enabled         = false",
+        "shared_access_key_enabled         = true",
+        lambda config: test_storage_accounts_accept_only_entra_over_tls(config, "lake"),
+    ),
+    (
+        "storage.tf",
+        "is_hns_enabled                    = true",
+        "is_hns_enabled                    = false",
+        test_lake_has_hierarchical_namespace,
+    ),
+    (
+        "key_vault.tf",
+        "purge_protection_enabled   = true",
+        "purge_protection_enabled   = false",
+        test_key_vault_uses_rbac_and_purge_protection,
+    ),
+    (
+        "function_app.tf",
+        '"TOTESYS_DB_URL"   = "@Microsoft.KeyVault(',
+        '"TOTESYS_DB_URL"   = "postgresql://x@h/d?x=(',
+        test_both_database_settings_are_key_vault_references,
+    ),
+    (
+        "monitoring.tf",
+        'contains "${local.marker_quarantine}"',
+        'contains "QUARANTINE"',
+        test_every_alert_rule_is_present,
+    ),
+    (
+        "function_app.tf",
+        "scope                = azurerm_storage_account.lake.id",
+        "scope                = azurerm_resource_group.main.id",
+        test_no_role_assignment_is_broad,
+    ),
 ]
 
 
 @pytest.mark.parametrize(("file", "old", "new", "check"), MUTATIONS, ids=[m[2][:40] for m in MUTATIONS])
-def test_policy_fails_on_a_mutated_copy(tmp_path, file: str, old: str, new: str, check) -> None:  # noqa: ANN001
-    from tests.infra.conftest import load_terraform
-
+def test_policy_fails_on_a_mutated_copy(
+    tmp_path: Path, file: str, old: str, new: str, check: Callable[[Terraform], None]
+) -> None:
     for path in INFRA.glob("*.tf"):
         text = path.read_text()
         if path.name == file:

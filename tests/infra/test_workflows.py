@@ -139,7 +139,9 @@ def test_deploy_logs_in_with_oidc_only(deploy: dict[str, Any]) -> None:
 
 def test_deploy_checks_plans_and_applies_terraform_behind_approval(deploy: dict[str, Any]) -> None:
     runs = {job_id: "\n".join(step.get("run", "") for step in job["steps"]) for job_id, job in deploy["jobs"].items()}
-    plan_job = next(job_id for job_id, text in runs.items() if "terraform plan" in text and "terraform apply" not in text)
+    plan_job = next(
+        job_id for job_id, text in runs.items() if "terraform plan" in text and "terraform apply" not in text
+    )
     for command in ("terraform fmt -check", "terraform init", "terraform validate", "terraform plan"):
         assert command in runs[plan_job], f"{plan_job} must run {command}"
     apply_jobs = [job_id for job_id, text in runs.items() if "terraform apply" in text]
