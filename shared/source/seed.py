@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+import itertools
+import time
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from importlib import resources
 
 import polars as pl
 import psycopg
 from psycopg import sql
+from psycopg.copy import QueuedLibpqWriter
 
 from shared.errors import TerminalError
 from shared.schema import SOURCE_FOREIGN_KEYS, SOURCE_SCHEMA, SOURCE_TABLES, SOURCE_TEXT_DATES, primary_key
@@ -30,6 +33,11 @@ SNAPSHOT_COUNTS = {
 # Copy k of a scaled seed is shifted k * SPREAD_DAYS / N days forward, so N copies fill the two years
 # after the snapshot without passing it by more than SPREAD_DAYS (and never reaching the future).
 SPREAD_DAYS = 730
+# Rows per COPY batch of a scaled seed: big enough that per-batch costs vanish, small enough that
+# the CSV of a batch (~12 MB) keeps memory flat at any scale.
+BATCH_ROWS = 100_000
+# schema.sql: the keys, unique indexes and foreign keys follow this line (see schema_parts).
+CONSTRAINTS_MARKER = "-- @constraints"
 Progress = Callable[[str], None]
 
 
@@ -40,6 +48,14 @@ def _quiet(_: str) -> None:
 def schema_sql() -> str:
     """The source DDL (spec/source.md) as one SQL script."""
     return resources.files("shared.source").joinpath("schema.sql").read_text()
+
+
+def schema_parts() -> tuple[str, str]:
+    """The source DDL split for a bulk load: (types and bare tables, keys + indexes + foreign keys)."""
+    tables, marker, constraints = schema_sql().partition(CONSTRAINTS_MARKER)
+    if not marker:
+        raise TerminalError(f"shared/source/schema.sql lacks the line {CONSTRAINTS_MARKER!r}")
+    return tables, constraints.partition("\n")[2]
 
 
 def read_snapshot(table: str) -> pl.DataFrame:
@@ -76,28 +92,52 @@ def shift_copy(frame: pl.DataFrame, table: str, k: int, max_ids: dict[str, int],
     return frame.with_columns(exprs)
 
 
-def scaled_frames(scale: int) -> Iterator[tuple[str, Iterator[pl.DataFrame]]]:
-    """Per table (in FK order), the `scale` shifted copies of the snapshot, one frame at a time."""
+def scaled_frames(scale: int, batch_rows: int = BATCH_ROWS) -> Iterator[tuple[str, Iterator[pl.DataFrame]]]:
+    """Per table (in FK order), the `scale` shifted copies of the snapshot, several copies per frame.
+
+    A frame holds as many whole copies as fit in `batch_rows` (at least one), so memory stays bounded
+    whatever the scale while the CSV writer and COPY see few, large batches.
+    """
     snapshot = {t: read_snapshot(t) for t in SOURCE_TABLES}
-    max_ids = {t: int(f[primary_key(t)].max() or 0) for t, f in snapshot.items()}
+    max_ids = {t: f.height and int(f.select(pl.col(primary_key(t)).max()).item()) for t, f in snapshot.items()}
 
     def copies(table: str) -> Iterator[pl.DataFrame]:
-        for k in range(scale):
-            yield shift_copy(snapshot[table], table, k, max_ids, k * SPREAD_DAYS // scale)
+        per_batch = max(1, batch_rows // max(1, snapshot[table].height))
+        for start in range(0, scale, per_batch):
+            batch = range(start, min(start + per_batch, scale))
+            yield pl.concat([shift_copy(snapshot[table], table, k, max_ids, k * SPREAD_DAYS // scale) for k in batch])
 
     for table in SOURCE_TABLES:
         yield table, copies(table)
 
 
+def copy_frames(conn: psycopg.Connection, table: str, frames: Iterable[pl.DataFrame], *, freeze: bool = False) -> int:
+    """COPY frames into `table` (columns by name) as CSV in one COPY statement; return the row count.
+
+    `freeze` writes the rows frozen (COPY FREEZE), which needs the table created or truncated in
+    the current transaction; later scans then need not set hint bits page by page.
+    """
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        return 0
+    options = sql.SQL("FORMAT csv, HEADER false, FREEZE {}").format(sql.SQL("true" if freeze else "false"))
+    query = sql.SQL("COPY {} ({}) FROM STDIN ({})").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, first.columns)), options
+    )
+    rows = 0
+    with conn.cursor() as cur, cur.copy(query, writer=QueuedLibpqWriter(cur)) as copy:
+        for frame in itertools.chain([first], frames):
+            buffer = io.BytesIO()
+            frame.write_csv(buffer, include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.3f")
+            copy.write(buffer.getbuffer())
+            rows += frame.height
+    return rows
+
+
 def copy_frame(conn: psycopg.Connection, table: str, frame: pl.DataFrame) -> None:
     """COPY a frame into `table` (columns by name) as CSV."""
-    query = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, HEADER true)").format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, frame.columns))
-    )
-    buffer = io.BytesIO()
-    frame.write_csv(buffer, datetime_format="%Y-%m-%d %H:%M:%S%.3f")
-    with conn.cursor().copy(query) as copy:
-        copy.write(buffer.getvalue())
+    copy_frames(conn, table, [frame])
 
 
 def table_counts(conn: psycopg.Connection) -> dict[str, int]:
@@ -113,9 +153,7 @@ def table_counts(conn: psycopg.Connection) -> dict[str, int]:
     return counts
 
 
-def seed_source(
-    url: str, *, scale: int = 1, replace: bool = False, progress: Progress = _quiet
-) -> dict[str, int]:
+def seed_source(url: str, *, scale: int = 1, replace: bool = False, progress: Progress = _quiet) -> dict[str, int]:
     """Create the source schema in the database at `url` and load the snapshot x scale; return counts."""
     if scale < 1:
         raise TerminalError(f"--scale must be a positive integer, got {scale}")
@@ -126,18 +164,19 @@ def seed_source(
                 "the source database already holds rows "
                 f"({sum(c for c in counts.values() if c > 0)} in all): pass --replace to drop and re-seed it"
             )
+        started = time.perf_counter()
+        tables_ddl, constraints_ddl = schema_parts()
+        # One transaction: a failed seed leaves the database as it was. The tables are created
+        # without keys or foreign keys, so COPY only appends (FREEZE: this transaction created them);
+        # the keys and unique indexes are then built by one sort each and every foreign key is
+        # validated by one join, far cheaper than checking each row's constraints as it arrives.
         conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
         conn.execute("CREATE SCHEMA public")
-        conn.execute(schema_sql().encode())
+        conn.execute(tables_ddl.encode())
         for table, frames in scaled_frames(scale):
-            rows = 0
-            for frame in frames:
-                copy_frame(conn, table, frame)
-                rows += frame.height
+            rows = copy_frames(conn, table, frames, freeze=True)
             conn.execute(
-                sql.SQL(
-                    "SELECT setval(pg_get_serial_sequence({t}, {k}), (SELECT max({kc}) FROM {ti}))"
-                ).format(
+                sql.SQL("SELECT setval(pg_get_serial_sequence({t}, {k}), (SELECT max({kc}) FROM {ti}))").format(
                     t=sql.Literal(table),
                     k=sql.Literal(primary_key(table)),
                     kc=sql.Identifier(primary_key(table)),
@@ -145,6 +184,12 @@ def seed_source(
                 )
             )
             progress(f"seeded {table}: {rows} rows")
+        loaded = time.perf_counter()
+        conn.execute(constraints_ddl.encode())
+        progress(
+            f"built keys and validated foreign keys in {time.perf_counter() - loaded:.1f} s "
+            f"(rows loaded in {loaded - started:.1f} s)"
+        )
         conn.commit()
         conn.autocommit = True
         conn.execute("ANALYZE")
