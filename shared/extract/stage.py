@@ -138,7 +138,8 @@ def extract(
     rows = {t: (files[t].file.rows if t in files else 0) for t in SOURCE_TABLES}
     extra_state = {t: list(cols) for t, cols in extra.items() if cols}
     if not files:
-        _record_check(lake, state.checked(extracted_at, extra_state, extracted.tails), state_blob.etag)
+        if not write_state(lake, state.checked(extracted_at, extra_state, extracted.tails), state_blob.etag):
+            log.info("extract: another run updated %s/%s meanwhile; its check time stands", lake.raw, STATE_BLOB)
         duration = time.perf_counter() - started
         since = iso(state.last_changes_at) if state.last_changes_at else "the first extract"
         log.info(
@@ -170,11 +171,8 @@ def extract(
 
     maxima = {t: f.file.max_last_updated for t, f in files.items()}
     advanced = state.advanced(run_id, extracted_at, maxima, extra_state, extracted.tails)
-    watermark_advanced = True
-    try:
-        lake.write_versioned(lake.raw, STATE_BLOB, advanced.to_json(), state_blob.etag)
-    except ConcurrentUpdateError:
-        watermark_advanced = False
+    watermark_advanced = write_state(lake, advanced, state_blob.etag)
+    if not watermark_advanced:
         log.warning(
             "extract run %s: another run changed %s/%s meanwhile; this run's files and manifest stand "
             "(downstream dedupes the overlap) but its watermarks were not advanced: the next run re-reads them",
@@ -305,12 +303,13 @@ def _report_extra_columns(tables: dict[str, SourceTable], state: ExtractState) -
     return extra
 
 
-def _record_check(lake: Lake, state: ExtractState, etag: str | None) -> None:
-    """Record in the state that the source was checked (a lost race is fine: the winner recorded one)."""
+def write_state(lake: Lake, state: ExtractState, etag: str | None) -> bool:
+    """Replace the state blob if unchanged since it was read at `etag`; False if another run changed it."""
     try:
         lake.write_versioned(lake.raw, STATE_BLOB, state.to_json(), etag)
     except ConcurrentUpdateError:
-        log.info("extract: another run updated %s/%s meanwhile; its check time stands", lake.raw, STATE_BLOB)
+        return False
+    return True
 
 
 def _utc(value: datetime) -> datetime:
