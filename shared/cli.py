@@ -83,6 +83,25 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Make application-like changes on the source (--changes N, or --duration S at --rate R)."""
+    from shared.source.simulate import simulate
+
+    settings = stack_settings(args.local_dir)
+    assert settings.totesys_db_url is not None
+    report = simulate(
+        settings.totesys_db_url.reveal(),
+        seed=args.seed,
+        changes=args.changes,
+        duration_s=args.duration_s,
+        rate=args.rate,
+        progress=say,
+    )
+    for line in report.summary():
+        print(line)
+    return 130 if report.interrupted else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on embedded defaults: up, seed if empty, run, simulate changes, run again, summary."""
     from shared.pipeline import run_cycle
@@ -255,6 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
     seed = command("seed", cmd_seed, "create the totesys schema and load the real snapshot")
     seed.add_argument("--scale", type=int, default=1, help="synthesise N times the snapshot's rows")
     seed.add_argument("--replace", action="store_true", help="drop and re-seed a populated database")
+    simulate = command("simulate", cmd_simulate, "application-like traffic on the source, deterministic per seed")
+    simulate.add_argument(
+        "--seed", type=int, default=0, metavar="S", help="random seed: the same seed makes the same changes"
+    )
+    simulate.add_argument("--changes", type=int, metavar="N", help="make N changes (paced if --rate is given)")
+    simulate.add_argument(
+        "--duration", dest="duration_s", type=float, metavar="SECONDS", help="run for SECONDS (with --rate)"
+    )
+    simulate.add_argument("--rate", type=float, metavar="R", help="changes per second (default 1 with --duration)")
     demo = command("demo", cmd_demo, "the main job on embedded defaults")
     demo.add_argument("--changes", type=int, default=200, help="simulated changes between the two cycles")
     demo.add_argument("--seed", type=int, default=1, help="seed of the simulated changes")
