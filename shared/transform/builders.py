@@ -63,6 +63,9 @@ def _join_parent(
     return joined.drop(_FOUND)
 
 
+UNKNOWN_LOCATION = "Unknown"
+
+
 def build_dim_staff(staff: pl.DataFrame, department: pl.DataFrame) -> pl.DataFrame:
     """dim_staff rows: one per staff_id of `staff` (latest version), joined to its row of `department`."""
     joined = _join_parent(
@@ -77,7 +80,8 @@ def build_dim_staff(staff: pl.DataFrame, department: pl.DataFrame) -> pl.DataFra
     return _conform(
         joined.with_columns(
             pl.col("department_name_parent").alias("department_name"),
-            pl.col("location_parent").alias("location"),
+            # department.location is nullable in the source, dim_staff.location is NOT NULL in the contract
+            pl.col("location_parent").fill_null(UNKNOWN_LOCATION).alias("location"),
             pl.max_horizontal("last_updated", "last_updated_parent").alias("etl_source_updated"),
         ),
         "dim_staff",

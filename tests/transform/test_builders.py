@@ -365,3 +365,18 @@ def test_dim_date_covers_every_date_of_every_fact() -> None:
     )
     assert_frame_equal(dim_date, expected)
     assert build_dim_date({}).height == 0
+
+
+def test_dim_staff_location_of_a_department_without_one_is_unknown() -> None:
+    department = source(
+        "department", [{"department_id": 5, "department_name": "Facilities"}], location=None, last_updated=T0
+    )
+    staff = source(
+        "staff",
+        [{"staff_id": 3, "department_id": 5}],
+        first_name="A",
+        last_name="B",
+        email_address="a@b",
+        last_updated=T0,
+    )
+    assert build_dim_staff(staff, department)["location"].to_list() == ["Unknown"]
