@@ -188,11 +188,11 @@ def test_an_unknown_currency_code_warns_and_names_itself() -> None:
     assert len(result.warnings) == 1 and "currency_id 4 'ZZZ'" in result.warnings[0]
 
 
-def test_a_null_department_location_is_kept_and_warned_about() -> None:
+def test_a_null_department_location_becomes_unknown_without_a_warning() -> None:
     no_location = DEPARTMENT.with_columns(pl.lit(None, pl.String).alias("location"))
     result = transform_run({**PARENTS, "department": no_location}, {})
-    assert result.tables["dim_staff"]["location"].null_count() == 3
-    assert any(w.startswith("dim_staff.location is null for staff_id 1, 2, 3") for w in result.warnings)
+    assert result.tables["dim_staff"]["location"].to_list() == ["Unknown"] * 3
+    assert not any("dim_staff.location" in w for w in result.warnings)
 
 
 def test_extra_columns_are_ignored_and_dtypes_conformed() -> None:
