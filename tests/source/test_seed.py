@@ -25,7 +25,7 @@ def test_snapshot_counts_and_sequences(source_db: str) -> None:
 
 def test_source_types_are_faithful(source_db: str) -> None:
     with psycopg.connect(source_db) as conn:
-        types = dict(
+        types: dict[str, str] = dict(
             conn.execute(
                 "SELECT table_name || '.' || column_name, "
                 "CASE WHEN data_type = 'USER-DEFINED' THEN udt_name ELSE data_type END "
