@@ -543,6 +543,9 @@ def simulate(
                 report.changes.append(change)
                 if (i + 1) % step == 0 or i + 1 == planned:
                     progress(f"simulated {i + 1}/{planned} changes (last: {change.kind} {change.id})")
+            if pause is not None:  # a paced run lasts its whole span: the duration, or changes / rate
+                span = duration_s if duration_s is not None else planned * pause
+                time.sleep(max(0.0, started + span - time.monotonic()))
         except KeyboardInterrupt:
             report.interrupted = True
         report.elapsed_s = time.monotonic() - started

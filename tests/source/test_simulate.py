@@ -148,7 +148,7 @@ def test_a_paced_run_makes_the_same_changes_in_the_time_asked(source_db: str, ot
     elapsed = time.monotonic() - started
     assert len(paced.changes) == 40
     assert 0.9 <= elapsed < 10
-    assert paced.elapsed_s >= 0.95 * 39 / 40
+    assert paced.elapsed_s >= 0.99
     unpaced = simulate(other_source_db, seed=9, changes=40)
     assert paced.changes == unpaced.changes
 
