@@ -29,6 +29,7 @@ DEFAULT_BATCH_ROWS = 100_000
 QUEUE_DEPTH = 2
 WATERMARK_COLUMN = "last_updated"
 ROW_HASH = "__totes_row_hash"
+_INDEX = "__totes_index"
 TAIL_LIMIT = 20_000
 _TIMESTAMP = "%Y-%m-%d %H:%M:%S%.f"
 _HASH_CHUNK = 1 << 20
@@ -59,16 +60,28 @@ class TableRead:
 def copy_query(table: SourceTable, after: datetime | None) -> tuple[sql.Composed, tuple[datetime, ...]]:
     """The COPY statement for the rows of `table` changed after `after` (every row when None), and its
     parameters."""
-    columns = sql.SQL(", ").join(
-        sql.SQL("{}::text").format(sql.Identifier(c.name)) if c.as_text else sql.Identifier(c.name)
-        for c in table.columns
-    )
+    columns = sql.SQL(", ").join(select_expression(c) for c in table.columns)
     select = sql.SQL("SELECT {} FROM {}").format(columns, sql.Identifier(table.schema, table.name))
     params: tuple[datetime, ...] = ()
     if after is not None:
         select = sql.SQL("{} WHERE {} > %s").format(select, sql.Identifier(WATERMARK_COLUMN))
         params = (after,)
     return sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(select), params
+
+
+def _epoch_ms(column: SourceColumn) -> bool:
+    return isinstance(column.dtype, pl.Datetime) and column.dtype.time_unit == "ms"
+
+
+def select_expression(column: SourceColumn) -> sql.Composable:
+    """How COPY reads `column`: as it is, through ::text (no faithful dtype), or a millisecond timestamp
+    as its exact epoch milliseconds (cheaper to send and to parse than its text)."""
+    name = sql.Identifier(column.name)
+    if column.as_text:
+        return sql.SQL("{}::text").format(name)
+    if _epoch_ms(column):
+        return sql.SQL("round(date_part('epoch', {}) * 1000)::int8").format(name)
+    return name
 
 
 def parse_expression(column: SourceColumn) -> pl.Expr:
@@ -79,6 +92,9 @@ def parse_expression(column: SourceColumn) -> pl.Expr:
         return col
     if isinstance(dtype, pl.Boolean):
         return col == "t"
+    if isinstance(dtype, pl.Datetime) and _epoch_ms(column):
+        epoch = col.cast(pl.Int64).cast(pl.Datetime("ms"))
+        return epoch.dt.replace_time_zone(dtype.time_zone) if dtype.time_zone else epoch
     if isinstance(dtype, pl.Datetime):
         if dtype.time_zone is not None:
             return col.str.to_datetime(_TIMESTAMP + "%#z", time_unit=dtype.time_unit, time_zone="UTC")
@@ -183,12 +199,10 @@ def write_table_parquet(
             reader.start()
             for csv in reader:
                 frame = parse_batch(table, csv)
-                hashed = frame.with_columns(frame.hash_rows(seed=0).alias(ROW_HASH))
                 rows_read += frame.height
-                tail.add(hashed)
-                if archived is not None:
-                    hashed = hashed.join(archived, on=[key, ROW_HASH], how="anti", maintain_order="left")
-                    frame = hashed.drop(ROW_HASH)
+                tail.add(frame)
+                if archived is not None and archived.height:
+                    frame = drop_archived(frame, archived, key)
                 rows += frame.height
                 newest = frame.get_column(WATERMARK_COLUMN).max()
                 if isinstance(newest, datetime) and (max_last_updated is None or newest > max_last_updated):
@@ -214,6 +228,19 @@ def write_table_parquet(
     return TableRead(rows_read, TableFile(path, rows, size, digest, max_last_updated), tail.rows())
 
 
+def drop_archived(frame: pl.DataFrame, archived: pl.DataFrame, key: str) -> pl.DataFrame:
+    """`frame` without the rows identical to an archived one: same key and same row hash."""
+    suspects = frame.with_row_index(_INDEX).filter(pl.col(key).is_in(archived.get_column(key).implode()))
+    if suspects.height == 0:
+        return frame
+    hashes = suspects.drop(_INDEX).hash_rows(seed=0).alias(ROW_HASH)
+    same = suspects.select(_INDEX, key).with_columns(hashes).join(archived, on=[key, ROW_HASH], how="semi")
+    if same.height == 0:
+        return frame
+    index = same.get_column(_INDEX).implode()
+    return frame.with_row_index(_INDEX).filter(~pl.col(_INDEX).is_in(index)).drop(_INDEX)
+
+
 class Tail:
     """The (key, row hash) of the rows read within `lookback` of the newest last_updated seen so far.
 
@@ -228,15 +255,16 @@ class Tail:
         self.frame: pl.DataFrame | None = None
         self.overflow = False
 
-    def add(self, hashed: pl.DataFrame) -> None:
-        """Take a batch (with its ROW_HASH column) into account."""
-        if self.overflow or hashed.height == 0:
+    def add(self, frame: pl.DataFrame) -> None:
+        """Take a batch of rows into account (only the rows near the newest are hashed)."""
+        if self.overflow or frame.height == 0:
             return
-        batch_newest = hashed.get_column(WATERMARK_COLUMN).max()
+        batch_newest = frame.get_column(WATERMARK_COLUMN).max()
         assert isinstance(batch_newest, datetime)
         if self.newest is None or batch_newest > self.newest:
             self.newest = batch_newest
-        candidates = hashed.select(self.key, WATERMARK_COLUMN, ROW_HASH)
+        near = frame.filter(pl.col(WATERMARK_COLUMN) > self.newest - self.lookback)
+        candidates = near.select(self.key, WATERMARK_COLUMN).with_columns(near.hash_rows(seed=0).alias(ROW_HASH))
         if self.frame is not None:
             candidates = pl.concat([self.frame, candidates])
         # The newest only grows, so what falls out of its lookback now never belongs to the final tail.

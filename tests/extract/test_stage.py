@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import psycopg
@@ -332,24 +332,45 @@ def test_new_source_columns_are_archived_with_one_warning(
     execute(
         source_db,
         "ALTER TABLE staff ADD COLUMN nickname text, ADD COLUMN prefs jsonb, ADD COLUMN score numeric, "
-        "ADD COLUMN badge smallint",
-        "UPDATE staff SET nickname = 'Bob', prefs = '{\"a\": [1, 2]}', score = 1.50, badge = 7 WHERE staff_id = 1",
+        "ADD COLUMN badge smallint, ADD COLUMN seen timestamptz(3), ADD COLUMN born date",
+        "UPDATE staff SET nickname = 'Bob', prefs = '{\"a\": [1, 2]}', score = 1.50, badge = 7, "
+        "seen = '2024-11-15 10:21:09.962+02', born = '2000-02-29' WHERE staff_id = 1",
     )
     caplog.set_level(logging.WARNING, logger="shared.extract")
     first = extract(extract_settings, lake)
     execute(source_db, "UPDATE staff SET nickname = 'Rob', last_updated = now() WHERE staff_id = 1")
     second = extract(extract_settings, lake)
 
+    new = ("nickname", "prefs", "score", "badge", "seen", "born")
     for result in (first, second):
         manifest, frames = read_run(lake, str(result.manifest))
         columns = {c["name"]: c["type"] for c in manifest["tables"]["staff"]["columns"]}
-        assert [columns[c] for c in ("nickname", "prefs", "score", "badge")] == ["text", "jsonb", "numeric", "smallint"]
-        staff = frames["staff"]
-        assert staff.schema["nickname"] == pl.String and staff.schema["badge"] == pl.Int16
-        assert staff.schema["prefs"] == pl.String and staff.schema["score"] == pl.String  # their text form
-        assert result.extra_columns == {"staff": ("nickname", "prefs", "score", "badge")}
+        assert [columns[c] for c in new] == [
+            "text",
+            "jsonb",
+            "numeric",
+            "smallint",
+            "timestamp(3) with time zone",
+            "date",
+        ]
+        assert [frames["staff"].schema[c] for c in new] == [
+            pl.String,
+            pl.String,  # no faithful Parquet type: its text form
+            pl.String,  # unbounded numeric: its exact text
+            pl.Int16,
+            pl.Datetime("ms", "UTC"),
+            pl.Date,
+        ]
+        assert result.extra_columns == {"staff": new}
     one = frames["staff"].filter(pl.col("staff_id") == 1).row(0, named=True)
-    assert (one["nickname"], one["prefs"], one["score"], one["badge"]) == ("Rob", '{"a": [1, 2]}', "1.50", 7)
+    assert [one[c] for c in new] == [
+        "Rob",
+        '{"a": [1, 2]}',
+        "1.50",
+        7,
+        datetime(2024, 11, 15, 8, 21, 9, 962000, tzinfo=UTC),
+        date(2000, 2, 29),
+    ]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "staff" in warnings[0] and "nickname (text)" in warnings[0] and "prefs (jsonb)" in warnings[0]

@@ -1,0 +1,1 @@
+"""Benchmarks of the pipeline's stages (not tests): `python -m bench [extract|transform|load|all]`."""

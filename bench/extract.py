@@ -1,0 +1,209 @@
+"""Benchmark of the extract stage against a plain COPY of the same tables (not a test).
+
+Usage: python -m bench.extract [--scale 100] [--batch-rows 100000] [--repeat 1]
+       (or `python -m bench extract`, `make bench`; BENCH_SCALE=N sets the default scale)
+
+Starts (or reuses) the local stack under .local and a source database `bench_totesys_x<scale>` seeded
+with the snapshot x scale (reused when its counts match). Then, each in a fresh child process so its
+peak RSS is its own:
+1. baseline: `COPY (SELECT * FROM t) TO STDOUT` of every table (text format, read and dropped), inside
+   one REPEATABLE READ transaction, as the extract reads;
+2. extract:  shared.extract.extract into private containers on the stack's Azurite (a first run: every
+   row), i.e. COPY CSV -> polars -> Parquet -> sha256 -> upload, manifest and state.
+Prints per table rows, baseline and extract seconds, their ratio, extract rows/s, and each child's peak
+RSS; with --repeat N the best time of N per table. Results also go to bench/results/extract-*.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from shared.localstack import LocalStack, StackUrls, with_database
+from shared.schema import SOURCE_TABLES
+from shared.source.seed import SNAPSHOT_COUNTS, seed_source, table_counts
+
+LOCAL = Path(".local")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def say(message: str) -> None:
+    """Progress on stderr."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size in MiB (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_s() -> float:
+    """CPU seconds (user + system, all threads) this process has used."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bench_source(urls: StackUrls, scale: int) -> str:
+    """URL of a source database holding the snapshot x scale: reused if its counts match, else seeded."""
+    name = f"bench_totesys_x{scale}"
+    admin = with_database(urls.totesys_db_url, "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = with_database(urls.totesys_db_url, name)
+    with psycopg.connect(url) as conn:
+        counts = table_counts(conn)
+    expected = {t: n * scale for t, n in SNAPSHOT_COUNTS.items()}
+    if counts != expected:
+        say(f"seeding {name} with the snapshot x{scale} (a few minutes at x100) ...")
+        seed_source(url, scale=scale, replace=True, progress=say)
+    else:
+        say(f"reusing {name} ({sum(counts.values()):,} rows)")
+    return url
+
+
+def run_baseline(url: str) -> dict[str, Any]:
+    """Child: plain COPY of every table, read and dropped; seconds and bytes per table, peak RSS."""
+    seconds, sizes = {}, {}
+    cpu_before = cpu_s()
+    with psycopg.connect(url) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        with conn.transaction():
+            for table in SOURCE_TABLES:
+                started, size = time.perf_counter(), 0
+                query = sql.SQL("COPY (SELECT * FROM {}) TO STDOUT").format(sql.Identifier(table))
+                with conn.cursor().copy(query) as copy:
+                    while data := copy.read():
+                        size += len(data)
+                seconds[table] = time.perf_counter() - started
+                sizes[table] = size
+    return {"seconds": seconds, "bytes": sizes, "cpu_s": cpu_s() - cpu_before, "peak_rss_mib": peak_rss_mib()}
+
+
+def run_extract(env: dict[str, str], batch_rows: int) -> dict[str, Any]:
+    """Child: one full extract into fresh private containers (deleted after); its timings, peak RSS."""
+    from shared.extract import extract
+    from shared.lake import Lake
+    from shared.settings import load_settings
+
+    settings = load_settings(env, needs=("source", "lake"))
+    lake = Lake.from_settings(settings)
+    lake.ensure()
+    cpu_before = cpu_s()
+    try:
+        result = extract(settings, lake, batch_rows=batch_rows)
+        cpu = cpu_s() - cpu_before
+    finally:
+        for container in (lake.raw, lake.curated):
+            lake.blobs.delete_container(container)
+        for queue in (lake.load_queue, f"{lake.load_queue}-poison"):
+            lake.queues.delete_queue(queue)
+    return {
+        "run_id": result.run_id,
+        "rows": result.rows,
+        "seconds": result.table_seconds,
+        "duration_s": result.duration_s,
+        "bytes": result.bytes,
+        "cpu_s": cpu,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def child(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Run `kind` (baseline|extract) in a fresh interpreter and return its JSON result."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.extract", "--child", kind, "--payload", json.dumps(payload)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def report(scale: int, baseline: dict[str, Any], extracted: dict[str, Any]) -> str:
+    """The result table as text."""
+    head = f"{'table':<15} {'rows':>10} {'COPY s':>8} {'extract s':>10} {'ratio':>6} {'rows/s':>10}"
+    lines = [f"extract vs plain COPY, snapshot x{scale}", head, "-" * len(head)]
+    for table in SOURCE_TABLES:
+        rows, base, ext = extracted["rows"][table], baseline["seconds"][table], extracted["seconds"][table]
+        lines.append(f"{table:<15} {rows:>10,} {base:>8.2f} {ext:>10.2f} {ext / base:>6.2f} {rows / ext:>10,.0f}")
+    rows = sum(extracted["rows"].values())
+    base, ext = sum(baseline["seconds"].values()), extracted["duration_s"]
+    lines += [
+        "-" * len(head),
+        f"{'total':<15} {rows:>10,} {base:>8.2f} {ext:>10.2f} {ext / base:>6.2f} {rows / ext:>10,.0f}",
+        f"extract total includes catalog, manifest and state; Parquet written: {extracted['bytes'] / 2**20:,.1f} MiB",
+        f"client CPU (user+sys, all threads): baseline {baseline['cpu_s']:.2f} s, extract {extracted['cpu_s']:.2f} s",
+        f"peak RSS: baseline {baseline['peak_rss_mib']:,.0f} MiB, extract {extracted['peak_rss_mib']:,.0f} MiB",
+    ]
+    return "\n".join(lines)
+
+
+def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fastest of several runs per table (and in total); the highest peak RSS."""
+    merged = dict(runs[0])
+    merged["seconds"] = {t: min(r["seconds"][t] for r in runs) for t in SOURCE_TABLES}
+    if "duration_s" in merged:
+        merged["duration_s"] = min(r["duration_s"] for r in runs)
+    merged["cpu_s"] = min(r["cpu_s"] for r in runs)
+    merged["peak_rss_mib"] = max(r["peak_rss_mib"] for r in runs)
+    return merged
+
+
+def main() -> None:
+    """Parse the arguments, prepare the source, run baseline and extract children, print the table."""
+    parser = argparse.ArgumentParser(prog="python -m bench.extract", description=__doc__.split("\n")[0])
+    parser.add_argument("--scale", type=int, default=int(os.environ.get("BENCH_SCALE", "100")))
+    parser.add_argument("--batch-rows", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each; the best time is shown")
+    parser.add_argument("--child", choices=("baseline", "extract"), help=argparse.SUPPRESS)
+    parser.add_argument("--payload", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        payload = json.loads(args.payload)
+        if args.child == "baseline":
+            result = run_baseline(payload["url"])
+        else:
+            result = run_extract(payload["env"], payload["batch_rows"])
+        print(json.dumps(result))
+        return
+
+    urls = LocalStack(LOCAL).up()
+    url = bench_source(urls, args.scale)
+    baselines, extracts = [], []
+    for attempt in range(1, args.repeat + 1):
+        say(f"run {attempt}/{args.repeat}: baseline COPY ...")
+        baselines.append(child("baseline", {"url": url}))
+        suffix = uuid.uuid4().hex[:8]
+        env = {
+            "TOTESYS_DB_URL": url,
+            "LAKE_STORAGE": urls.lake_storage,
+            "RAW_CONTAINER": f"bench-raw-{suffix}",
+            "CURATED_CONTAINER": f"bench-curated-{suffix}",
+            "LOAD_QUEUE": f"bench-load-{suffix}",
+        }
+        say(f"run {attempt}/{args.repeat}: extract ...")
+        extracts.append(child("extract", {"env": env, "batch_rows": args.batch_rows}))
+    baseline, extracted = best(baselines), best(extracts)
+    print(report(args.scale, baseline, extracted))
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"extract-x{args.scale}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out.write_text(json.dumps({"scale": args.scale, "baseline": baselines, "extract": extracts}, indent=2))
+    say(f"results: {out}")
+
+
+if __name__ == "__main__":
+    main()
