@@ -303,8 +303,10 @@ class _Timer:
 
     @contextmanager
     def at(self, table: str) -> Iterator[None]:
-        """Name `table` in errors raised within the current step."""
+        """Time `table` within the current step (as "<step>.<table>"), and name it in errors."""
         step = self.where
         self.where = f"{step} of {table}"
+        begun = time.perf_counter()
         yield  # an error keeps naming the table
+        self.timings[f"{step}.{table}"] = round(time.perf_counter() - begun, 4)
         self.where = step

@@ -98,6 +98,13 @@ MONTH_NAMES = (
 )
 # Rows per CSV chunk streamed into COPY: bounds the memory of the text form of a large frame.
 COPY_BATCH_ROWS = 200_000
+# A fact batch of at least this many rows, and at least 1/BULK_FACT_RATIO of the table's rows, is
+# inserted in bulk: version key rebuilt and foreign keys validated once for the whole table instead
+# of per row (see insert_facts). One per-row insert costs about what re-checking ~40 existing rows does.
+BULK_FACT_ROWS = 50_000
+BULK_FACT_RATIO = 20
+# work_mem of a load transaction (see lock_loads).
+LOAD_WORK_MEM = "128MB"
 _LOAD_LOCK = 0x7074_6C64  # pg_advisory_xact_lock key: every load, whatever its run, takes it
 
 
@@ -129,8 +136,13 @@ class MissingReference:
 
 
 def lock_loads(conn: psycopg.Connection) -> None:
-    """Serialise loads: wait for the transaction-level lock every load takes (released at commit)."""
+    """Serialise loads: wait for the transaction-level lock every load takes (released at commit).
+
+    Also sizes this transaction's sort and hash memory: the merges sort and join whole staged tables,
+    which spill to disk at the default 4MB. Loads run one at a time, so this is the load's memory.
+    """
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOAD_LOCK,))
+    conn.execute("SELECT set_config('work_mem', %s, true)", (LOAD_WORK_MEM,))
 
 
 def ensure_schema(conn: psycopg.Connection) -> bool:
@@ -172,7 +184,15 @@ def curated_columns(conn: psycopg.Connection, table: str) -> list[str]:
 
 
 def stage(conn: psycopg.Connection, table: str, frame: pl.DataFrame) -> int:
-    """COPY `frame` (a curated file of `table`) into the temporary table stg_<table>; rows staged."""
+    """COPY `frame` (a curated file of `table`) into the temporary table stg_<table>; rows staged.
+
+    Fact rows are staged once per version (natural key, etl_row_hash) and oldest first, the order
+    they are inserted in (sorting here is cheaper than in PostgreSQL, whose sort then finds them sorted).
+    """
+    if table in FACTS:
+        key = KEYS[table]
+        frame = frame.unique([key, "etl_row_hash"], keep="first", maintain_order=True)
+        frame = frame.sort([*FACT_ORDER[table], key], maintain_order=True)
     staging = sql.Identifier(f"stg_{table}")
     columns = sql.SQL(", ").join(map(sql.Identifier, frame.columns))
     conn.execute(
@@ -180,7 +200,16 @@ def stage(conn: psycopg.Connection, table: str, frame: pl.DataFrame) -> int:
             staging, columns, sql.Identifier(table)
         )
     )
-    copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(staging, columns)
+    copy_frame(conn, staging, frame)
+    # Temporary tables are never auto-analysed; the merges below join on them.
+    conn.execute(sql.SQL("ANALYZE {}").format(staging))
+    return frame.height
+
+
+def copy_frame(conn: psycopg.Connection, target: sql.Composable, frame: pl.DataFrame) -> None:
+    """COPY every row of `frame` into table `target` (its columns named like the frame's), as CSV."""
+    columns = sql.SQL(", ").join(map(sql.Identifier, frame.columns))
+    copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(target, columns)
     with conn.cursor() as cur, cur.copy(copy) as pipe:
         for offset in range(0, frame.height, COPY_BATCH_ROWS):
             buffer = io.BytesIO()
@@ -193,9 +222,6 @@ def stage(conn: psycopg.Connection, table: str, frame: pl.DataFrame) -> int:
                 datetime_format="%Y-%m-%d %H:%M:%S%.3f",
             )
             pipe.write(buffer.getbuffer())
-    # Temporary tables are never auto-analysed; the merges below join on them.
-    conn.execute(sql.SQL("ANALYZE {}").format(staging))
-    return frame.height
 
 
 def date_columns(conn: psycopg.Connection, staged: Sequence[str]) -> dict[str, list[str]]:
@@ -308,22 +334,82 @@ def missing_references(conn: psycopg.Connection, table: str) -> list[MissingRefe
     return missing
 
 
-def insert_facts(conn: psycopg.Connection, table: str, columns: Sequence[str], run_id: str) -> Merged:
-    """Insert the fact versions of stg_<table> not already present, oldest first (ids grow with time)."""
-    key = KEYS[table]
-    order = [sql.Identifier(c) for c in (*FACT_ORDER[table], key)]
+def insert_facts(
+    conn: psycopg.Connection, table: str, columns: Sequence[str], run_id: str, *, bulk: bool | None = None
+) -> Merged:
+    """Insert the fact versions of stg_<table> not already present, oldest first (ids grow with time).
+
+    A normal batch inserts the versions an anti-join finds new (ON CONFLICT DO NOTHING on the version
+    key as a guard), its foreign keys checked per row. A bulk batch (`bulk`, by default `is_bulk`)
+    drops the table's version key and foreign keys, inserts the same way without them, and re-adds
+    them before returning, in the caller's transaction: the index is built once by sort and each
+    foreign key validated by one anti-join, 2-3x faster for large batches. It holds ACCESS EXCLUSIVE
+    locks on the fact table and its dimensions until commit, so small batches do not use it.
+    stg_<table> has one row per version (see `stage`).
+    """
+    key = sql.Identifier(KEYS[table])
+    if bulk is None:
+        bulk = is_bulk(conn, table)
     query = sql.SQL(
-        "INSERT INTO {table} ({cols}, etl_run_id) SELECT {cols}, %(run_id)s FROM {staging} "
-        "ORDER BY {order} ON CONFLICT ({key}, etl_row_hash) DO NOTHING"
+        "INSERT INTO {table} ({cols}, etl_run_id) SELECT {cols}, %(run_id)s FROM {staging} AS s {where} "
+        "ORDER BY {order} {conflict}"
     ).format(
         table=sql.Identifier(table),
         cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
         staging=sql.Identifier(f"stg_{table}"),
-        order=sql.SQL(", ").join(order),
-        key=sql.Identifier(key),
+        order=sql.SQL(", ").join(sql.Identifier(c) for c in (*FACT_ORDER[table], KEYS[table])),
+        # Known versions are filtered out first, so replays do not consume record ids (ON CONFLICT does).
+        where=sql.SQL(
+            "WHERE NOT EXISTS (SELECT 1 FROM {} AS f WHERE f.{} = s.{} AND f.etl_row_hash = s.etl_row_hash)"
+        ).format(sql.Identifier(table), key, key),
+        conflict=sql.SQL("") if bulk else sql.SQL("ON CONFLICT ({}, etl_row_hash) DO NOTHING").format(key),
     )
+    constraints = table_constraints(conn, table) if bulk else []
+    if constraints:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} {}").format(
+                sql.Identifier(table),
+                sql.SQL(", ").join(sql.SQL("DROP CONSTRAINT {}").format(sql.Identifier(n)) for n, _ in constraints),
+            )
+        )
     cur = conn.execute(query, {"run_id": run_id})
+    if constraints:
+        # Definitions as the catalog printed them (pg_get_constraintdef), re-added under the same names.
+        conn.execute(
+            sql.SQL("ALTER TABLE {} {}").format(
+                sql.Identifier(table),
+                sql.SQL(", ").join(
+                    sql.SQL("ADD CONSTRAINT {} {}").format(sql.Identifier(name), sql.SQL(definition))
+                    for name, definition in constraints
+                ),
+            )
+        )
     return Merged(inserted=max(cur.rowcount, 0))
+
+
+def is_bulk(conn: psycopg.Connection, table: str) -> bool:
+    """Whether stg_<table> (analysed) is large enough, against the rows `table` holds, to rebuild the
+    table's version key and re-check its foreign keys once rather than per inserted row."""
+    row = conn.execute(
+        "SELECT s.reltuples, greatest(t.reltuples, 0) FROM pg_class s, pg_class t "
+        "WHERE s.oid = to_regclass(%s) AND t.oid = to_regclass(%s)",
+        (f"pg_temp.stg_{table}", table),
+    ).fetchone()
+    assert row is not None
+    staged, existing = row
+    return bool(staged >= BULK_FACT_ROWS and staged * BULK_FACT_RATIO >= existing)
+
+
+def table_constraints(conn: psycopg.Connection, table: str) -> list[tuple[str, str]]:
+    """(name, definition) of the unique keys, then the foreign keys, of `table` (not its primary key)."""
+    return [
+        (name, definition)
+        for name, definition in conn.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = to_regclass(%s) AND contype IN ('u', 'f') ORDER BY contype DESC, conname",
+            (table,),
+        )
+    ]
 
 
 def record_run(

@@ -126,7 +126,7 @@ def test_the_same_run_twice_changes_nothing(
 
 
 def test_runs_loaded_in_reverse_order_give_the_same_warehouse(
-    curated: CuratedRuns, lake: Lake, warehouse_settings: Settings, other_warehouse: str
+    fact_mode: str, curated: CuratedRuns, lake: Lake, warehouse_settings: Settings, other_warehouse: str
 ) -> None:
     curated.write(R1, first_run())
     curated.write(R2, later_run())
@@ -180,20 +180,31 @@ def test_a_crash_between_staging_and_merge_leaves_warehouse_and_ledger_unchanged
     assert [r[0] for r in ledger(db)] == [R1]
 
 
+CONSTRAINTS = "SELECT conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint ORDER BY 1"
+
+
+@pytest.fixture(params=["per-row", "bulk"])
+def fact_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test with fact batches inserted per row (ON CONFLICT) and in bulk (keys rebuilt)."""
+    if request.param == "bulk":
+        monkeypatch.setattr(merge, "BULK_FACT_ROWS", 1)
+    return str(request.param)
+
+
 @pytest.mark.parametrize("step", STEPS)
 def test_a_crash_after_any_step_rolls_the_whole_run_back(
-    step: str, curated: CuratedRuns, lake: Lake, warehouse_settings: Settings
+    step: str, fact_mode: str, curated: CuratedRuns, lake: Lake, warehouse_settings: Settings
 ) -> None:
     curated.write(R1, first_run())
     curated.write(R2, later_run())
     load(warehouse_settings, lake, R1)
     db = url(warehouse_settings)
-    before = warehouse_rows(db), ledger(db)
+    before = warehouse_rows(db), ledger(db), query(db, CONSTRAINTS)
 
     with pytest.raises(InjectedCrash):
         load(warehouse_settings, lake, R2, fail_after=step)
 
-    assert (warehouse_rows(db), ledger(db)) == before
+    assert (warehouse_rows(db), ledger(db), query(db, CONSTRAINTS)) == before
     assert load(warehouse_settings, lake, R2).rows["fact_sales_order"] == 1
     assert [r[0] for r in ledger(db)] == [R1, R2]
 
@@ -254,7 +265,7 @@ def test_dim_date_is_a_contiguous_english_iso_calendar(
 
 
 def test_fact_history_keeps_every_distinct_version_once(
-    curated: CuratedRuns, lake: Lake, warehouse_settings: Settings
+    fact_mode: str, curated: CuratedRuns, lake: Lake, warehouse_settings: Settings
 ) -> None:
     db = url(warehouse_settings)
     curated.write(R1, base_run())
@@ -295,7 +306,7 @@ def test_fact_history_keeps_every_distinct_version_once(
 
 
 def test_a_fact_whose_dimension_is_not_loaded_yet_fails_transiently_and_loads_later(
-    curated: CuratedRuns, lake: Lake, warehouse_settings: Settings
+    fact_mode: str, curated: CuratedRuns, lake: Lake, warehouse_settings: Settings
 ) -> None:
     db = url(warehouse_settings)
     curated.write(R1, base_run())

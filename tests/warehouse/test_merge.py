@@ -139,3 +139,77 @@ def test_the_ddl_is_applied_once_per_version(empty_warehouse: str) -> None:
         conn.execute("UPDATE etl.schema_applied SET sha256 = 'an older script'")
         assert merge.ensure_schema(conn) is True
         assert conn.execute("SELECT count(*) FROM etl.schema_applied").fetchone() == (2,)
+
+
+CONSTRAINTS = (
+    "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint "
+    "WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2"
+)
+
+
+def payments(*rows: tuple[int, str, int]) -> pl.DataFrame:
+    """fact_payment versions (payment_id, etl_row_hash, minute of last_updated) on 2024-03-01."""
+    return pl.DataFrame(
+        [
+            (
+                *(pid, date(2024, 3, 1), time(9), date(2024, 3, 1), time(9, minute)),
+                *(1, 1, Decimal("1.00"), 1, 1, True, date(2024, 3, 1), row_hash),
+            )
+            for pid, row_hash, minute in rows
+        ],
+        schema={
+            "payment_id": pl.Int32(),
+            "created_date": pl.Date(),
+            "created_time": pl.Time(),
+            "last_updated_date": pl.Date(),
+            "last_updated": pl.Time(),
+            "transaction_id": pl.Int32(),
+            "counterparty_id": pl.Int32(),
+            "payment_amount": pl.Decimal(10, 2),
+            "currency_id": pl.Int32(),
+            "payment_type_id": pl.Int32(),
+            "paid": pl.Boolean(),
+            "payment_date": pl.Date(),
+            "etl_row_hash": pl.String(),
+        },
+        orient="row",
+    )
+
+
+@pytest.mark.parametrize("bulk", [False, True])
+def test_facts_insert_new_versions_once_oldest_first_in_either_mode(conn: psycopg.Connection, bulk: bool) -> None:
+    conn.execute(
+        "INSERT INTO dim_date VALUES ('2024-03-01', 2024, 3, 1, 5, 'Friday', 'March', 1);"
+        "INSERT INTO dim_transaction VALUES (1, 'SALE', 1, NULL, now(), 'r0');"
+        "INSERT INTO dim_counterparty VALUES (1, 'n', 'a', NULL, NULL, 'c', 'p', 'k', 't', now(), 'r0');"
+        "INSERT INTO dim_currency VALUES (1, 'GBP', 'Pound Sterling', now(), 'r0');"
+        "INSERT INTO dim_payment_type VALUES (1, 'SALES_RECEIPT', now(), 'r0');"
+    )
+    before = conn.execute(CONSTRAINTS).fetchall()
+    columns = list(payments().columns)
+    merge.stage(conn, "fact_payment", payments((1, "a", 1)))
+    merge.insert_facts(conn, "fact_payment", columns, "r1", bulk=bulk)
+    conn.execute("DROP TABLE stg_fact_payment")
+
+    # Known version (1, a), a repeated new one (2, b), and 1's newer version listed first.
+    staged = merge.stage(conn, "fact_payment", payments((1, "c", 5), (2, "b", 3), (1, "a", 1), (2, "b", 3)))
+    assert staged == 3
+    assert merge.insert_facts(conn, "fact_payment", columns, "r2", bulk=bulk) == merge.Merged(inserted=2)
+
+    assert conn.execute(
+        "SELECT payment_record_id, payment_id, etl_row_hash, etl_run_id FROM fact_payment ORDER BY 1"
+    ).fetchall() == [(1, 1, "a", "r1"), (2, 2, "b", "r2"), (3, 1, "c", "r2")]
+    assert conn.execute(CONSTRAINTS).fetchall() == before  # same keys, names and definitions, validated
+
+
+def test_a_bulk_insert_rejects_a_missing_dimension_and_rolls_back_to_every_constraint(
+    conn: psycopg.Connection,
+) -> None:
+    conn.commit()
+    before = conn.execute(CONSTRAINTS).fetchall()
+    merge.stage(conn, "fact_payment", payments((1, "a", 1)))
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        merge.insert_facts(conn, "fact_payment", list(payments().columns), "r1", bulk=True)
+    conn.rollback()
+    assert conn.execute(CONSTRAINTS).fetchall() == before
+    assert conn.execute("SELECT count(*) FROM fact_payment").fetchone() == (0,)
