@@ -183,19 +183,21 @@ def extract(
 
     total_bytes = sum(f.file.bytes for f in files.values())
     duration = time.perf_counter() - started
-    changed = {t: n for t, n in rows.items() if n}
+    changed = json.dumps({t: n for t, n in rows.items() if n}, separators=(",", ":"))
     log.info(
         "extract run_id=%s rows=%s bytes=%d duration_s=%.3f %s",
         run_id,
-        json.dumps(changed, separators=(",", ":")),
+        changed,
         total_bytes,
         duration,
         CHANGES_MARKER,
+        # Flat primitives only: exporters to Application Insights drop nested values.
         extra={
             "custom_dimensions": {
                 "run_id": run_id,
                 "rows": changed,
-                "rows_total": sum(changed.values()),
+                "rows_total": sum(rows.values()),
+                **{f"rows_{t}": n for t, n in rows.items()},
                 "bytes": total_bytes,
                 "duration_s": round(duration, 3),
                 "manifest": f"{lake.raw}/{manifest_name}",
@@ -298,7 +300,7 @@ def _report_extra_columns(tables: dict[str, SourceTable], state: ExtractState) -
                 "found (not used downstream until the pipeline knows them)",
                 table,
                 ", ".join(f"{c} ({types[c]})" for c in new),
-                extra={"custom_dimensions": {"table": table, "new_columns": new}},
+                extra={"custom_dimensions": {"table": table, "new_columns": ",".join(new)}},
             )
     return extra
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 import psycopg
 import pytest
+from azure.storage.blob import BlobServiceClient
 from polars.testing import assert_frame_equal
 from psycopg import sql
 
@@ -86,7 +89,9 @@ def test_first_run_extracts_every_row_with_the_source_types(
     assert summary[0].levelno == logging.INFO and summary[0].name == "shared.extract"
     assert f"run_id={result.run_id}" in summary[0].getMessage()
     dims = summary[0].custom_dimensions  # type: ignore[attr-defined]
-    assert dims["run_id"] == result.run_id and dims["rows"] == SNAPSHOT_COUNTS
+    assert dims["run_id"] == result.run_id and json.loads(dims["rows"]) == SNAPSHOT_COUNTS
+    assert dims["rows_payment"] == SNAPSHOT_COUNTS["payment"] and dims["rows_total"] == sum(SNAPSHOT_COUNTS.values())
+    assert all(isinstance(v, str | int | float | bool) for v in dims.values())
     assert dims["bytes"] == result.bytes and dims["duration_s"] >= 0
 
 
@@ -419,3 +424,17 @@ def test_lookback_comes_from_the_setting(source_env: dict[str, str], lake: Lake,
     watermark = lake.read_json(lake.raw, str(first.manifest))["tables"]["staff"]["window"]["max_last_updated"]
     expected = datetime.fromisoformat(watermark) - timedelta(seconds=90)
     assert manifest["tables"]["staff"]["window"]["after"] == expected.isoformat(timespec="microseconds")
+
+
+def test_write_once_holds_for_streamed_uploads_in_blocks(lake: Lake, tmp_path: Path) -> None:
+    # Files over max_single_put_size go up as staged blocks; the commit carries If-None-Match: * too.
+    conn = lake.blobs.credential
+    small = BlobServiceClient(lake.blobs.url, credential=conn, max_single_put_size=1024, max_block_size=512)
+    chunked = Lake(small, lake.queues, raw=lake.raw, curated=lake.curated, load_queue=lake.load_queue)
+    path = tmp_path / "big.parquet"
+    path.write_bytes(bytes(range(256)) * 40)
+    with path.open("rb") as stream:
+        chunked.put_once(lake.raw, "x/big.parquet", stream)
+    with path.open("rb") as stream, pytest.raises(BlobExistsError):
+        chunked.put_once(lake.raw, "x/big.parquet", b"\0" * 4096 + stream.read())
+    assert lake.get(lake.raw, "x/big.parquet") == path.read_bytes()
