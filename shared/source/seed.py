@@ -34,7 +34,7 @@ SNAPSHOT_COUNTS = {
 # after the snapshot without passing it by more than SPREAD_DAYS (and never reaching the future).
 SPREAD_DAYS = 730
 # Rows per COPY batch of a scaled seed: big enough that per-batch costs vanish, small enough that
-# the CSV of a batch (~12 MB) keeps memory flat at any scale.
+# a batch's CSV (~12 MB) and the COPY queue keep memory flat (~300 MB peak) at any scale.
 BATCH_ROWS = 100_000
 # schema.sql: the keys, unique indexes and foreign keys follow this line (see schema_parts).
 CONSTRAINTS_MARKER = "-- @constraints"
@@ -126,6 +126,7 @@ def copy_frames(conn: psycopg.Connection, table: str, frames: Iterable[pl.DataFr
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, first.columns)), options
     )
     rows = 0
+    # A writer thread sends while polars writes the next batch (at most 1024 chunks of 128 kB queued).
     with conn.cursor() as cur, cur.copy(query, writer=QueuedLibpqWriter(cur)) as copy:
         for frame in itertools.chain([first], frames):
             buffer = io.BytesIO()
@@ -172,6 +173,10 @@ def seed_source(url: str, *, scale: int = 1, replace: bool = False, progress: Pr
         # validated by one join, far cheaper than checking each row's constraints as it arrives.
         conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
         conn.execute("CREATE SCHEMA public")
+        # Room for the bulk steps (this transaction only): the key sorts and the foreign-key hash
+        # joins over millions of rows then run in memory instead of spilling to disk.
+        conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
+        conn.execute("SET LOCAL work_mem = '64MB'")
         conn.execute(tables_ddl.encode())
         for table, frames in scaled_frames(scale):
             rows = copy_frames(conn, table, frames, freeze=True)
