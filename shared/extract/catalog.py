@@ -89,9 +89,14 @@ def polars_type(typname: str, typtype: str, typmod: int) -> tuple[pl.DataType, b
 def read_catalog(conn: psycopg.Connection) -> dict[str, SourceTable]:
     """Every table of SOURCE_TABLES as the catalog shows it; TerminalError naming what is missing or
     changed type."""
-    rows = conn.execute(CATALOG_QUERY, (list(SOURCE_TABLES),)).fetchall()
     schema_row = conn.execute("SELECT current_schema()").fetchone()
-    schema = str(schema_row[0]) if schema_row else "public"
+    if schema_row is None or schema_row[0] is None:
+        raise TerminalError(
+            "the extract's database role can use no schema on its search_path: grant it USAGE on the "
+            "source schema (and SELECT on its tables); the extract stops without writing anything"
+        )
+    schema = str(schema_row[0])
+    rows = conn.execute(CATALOG_QUERY, (list(SOURCE_TABLES),)).fetchall()
     found: dict[str, list[SourceColumn]] = {}
     for table, column, typname, typtype, typmod, formatted in rows:
         dtype, as_text = polars_type(typname, typtype, typmod)

@@ -119,6 +119,10 @@ def parse_batch(table: SourceTable, csv: bytes) -> pl.DataFrame:
         ) from exc
 
 
+class _Stopped(Exception):
+    """The consumer gave up: the reader leaves its COPY."""
+
+
 class _CopyReader(threading.Thread):
     """Reads a COPY into raw CSV batches of `batch_rows` rows on a bounded queue; stoppable."""
 
@@ -140,11 +144,13 @@ class _CopyReader(threading.Thread):
                     rows += 1
                     if rows == self.batch_rows:
                         if not self._put(bytes(buffer)):
-                            return
+                            raise _Stopped  # leaving the block by an exception cancels the COPY
                         buffer, rows = bytearray(), 0
                 if buffer:
                     self._put(bytes(buffer))
             self._put(_END)
+        except _Stopped:
+            pass
         except BaseException as exc:
             self._put(exc)
 

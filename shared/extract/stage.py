@@ -57,9 +57,17 @@ class RawTableFile:
 
 @dataclass
 class _Extracted:
+    """What the tables loop has done so far (and which table it is on, for error messages)."""
+
     files: dict[str, RawTableFile] = field(default_factory=dict)
     tails: dict[str, pl.DataFrame | None] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    current: str | None = None
+
+    @property
+    def reading(self) -> str:
+        """What was being read: a table, or the catalog before the first table."""
+        return f"table {self.current}" if self.current else "the catalog"
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,8 @@ def extract(
 ) -> ExtractResult:
     """One extract run: the rows of every source table changed since its watermark (minus the lookback)
     into raw Parquet files plus a manifest, then the advanced watermarks; `now` overrides the DB clock."""
+    if batch_rows < 1:
+        raise TerminalError(f"batch_rows must be a positive number of rows, got {batch_rows}")
     started = time.perf_counter()
     settings.require("source", "lake")
     assert settings.totesys_db_url is not None
@@ -115,23 +125,26 @@ def extract(
     state_blob = lake.read_versioned(lake.raw, STATE_BLOB)
     state = ExtractState.parse(state_blob.data, f"{lake.raw}/{STATE_BLOB}")
 
+    extracted = _Extracted()
+    run_id = "(not started)"
     with source_snapshot(settings) as conn:
         try:
             extracted_at = _utc(now) if now is not None else database_now(conn)
             run_id = new_run_id(extracted_at)
             tables = read_catalog(conn)
             extra = _report_extra_columns(tables, state)
-            extracted = _extract_tables(conn, lake, tables, state, settings, run_id, extracted_at, batch_rows)
+            _extract_tables(conn, lake, tables, state, settings, run_id, extracted_at, batch_rows, extracted)
         except psycopg.OperationalError as exc:
             raise TransientError(
-                f"extract run: lost the source database at {where} (setting {SETTING}) while reading "
-                f"({type(exc).__name__}); no manifest was written and the watermark is unchanged; "
-                "the next scheduled run tries again"
+                f"extract run {run_id}: lost the source database at {where} (setting {SETTING}) while "
+                f"reading {extracted.reading} ({type(exc).__name__}: {str(exc).strip()}); no manifest was "
+                "written and the watermark is unchanged; the next scheduled run tries again"
             ) from None
         except psycopg.Error as exc:
             raise TerminalError(
-                f"extract run: the source database at {where} refused a read ({exc.sqlstate}: "
-                f"{str(exc).strip()}); check the grants of the extract's role; nothing was committed"
+                f"extract run {run_id}: the source database at {where} refused to read {extracted.reading} "
+                f"({exc.sqlstate}: {str(exc).strip()}); check the grants of the extract's role (SELECT on "
+                "the source tables); no manifest was written and the watermark is unchanged"
             ) from None
 
     files, seconds = extracted.files, extracted.seconds
@@ -259,12 +272,13 @@ def _extract_tables(
     run_id: str,
     extracted_at: datetime,
     batch_rows: int,
-) -> _Extracted:
+    extracted: _Extracted,
+) -> None:
     """Per table inside the snapshot: its new rows to a local Parquet file, uploaded write-once."""
-    extracted = _Extracted()
     lookback = settings.extract_lookback
     with tempfile.TemporaryDirectory(prefix="totes-extract-") as tmp:
         for table in SOURCE_TABLES:
+            extracted.current = table
             table_started = time.perf_counter()
             after = state.lower_bound(table, lookback)
             local = Path(tmp) / f"{table}.parquet"
@@ -285,7 +299,7 @@ def _extract_tables(
                 local.unlink()
                 extracted.files[table] = RawTableFile(name, read.file, after)
             extracted.seconds[table] = time.perf_counter() - table_started
-    return extracted
+    extracted.current = None
 
 
 def _report_extra_columns(tables: dict[str, SourceTable], state: ExtractState) -> dict[str, tuple[str, ...]]:

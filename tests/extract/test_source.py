@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from urllib.parse import quote
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from shared.errors import TerminalError, TransientError
 from shared.extract import STATE_BLOB, extract
@@ -112,3 +114,34 @@ def test_no_password_appears_in_any_log_line(
     for name in raw_blobs(lake):
         if name.endswith(".json"):
             assert PASSWORD.encode() not in lake.get(lake.raw, name)
+
+
+def test_read_only_credentials_suffice_and_a_missing_grant_is_terminal(
+    source_env: dict[str, str], source_db: str, admin_url: str, lake: Lake
+) -> None:
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    head, _, query = source_db.partition("?")
+    url = f"postgresql://{role}@/{head.rsplit('/', 1)[1]}?{query}"
+    settings = load_settings({**source_env, "TOTESYS_DB_URL": url}, needs=("source", "lake"))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    try:
+        with psycopg.connect(source_db, autocommit=True) as conn:
+            conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(sql.Identifier(role)))
+        with pytest.raises(TerminalError, match="USAGE on the source schema"):
+            extract(settings, lake)
+        with psycopg.connect(source_db, autocommit=True) as conn:
+            conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(sql.Identifier(role)))
+        assert extract(settings, lake).rows == SNAPSHOT_COUNTS
+
+        with psycopg.connect(source_db, autocommit=True) as conn:
+            conn.execute(sql.SQL("REVOKE SELECT ON payment FROM {}").format(sql.Identifier(role)))
+            conn.execute("UPDATE staff SET first_name = 'Renamed', last_updated = now() WHERE staff_id = 3")
+        with pytest.raises(TerminalError) as error:
+            extract(settings, lake)
+        assert "table payment" in str(error.value) and "grants" in str(error.value)
+    finally:
+        with psycopg.connect(source_db, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

@@ -20,6 +20,7 @@ import shared.extract.parquet
 import shared.extract.stage
 from shared.errors import TerminalError
 from shared.extract import CHANGES_MARKER, STATE_BLOB, extract
+from shared.extract.catalog import SourceTable
 from shared.lake import BlobExistsError, Lake
 from shared.schema import SOURCE_SCHEMA, SOURCE_TABLES, primary_key
 from shared.settings import Settings, load_settings
@@ -265,12 +266,11 @@ def test_two_overlapping_runs_cannot_both_advance_the_watermark(
     original = shared.extract.stage._extract_tables
     inner: list[str | None] = []
 
-    def racing(*args: object, **kwargs: object) -> object:
-        extracted = original(*args, **kwargs)  # type: ignore[arg-type]
+    def racing(*args: object, **kwargs: object) -> None:
+        original(*args, **kwargs)  # type: ignore[arg-type]
         if not inner:  # another invocation runs to completion while this one is still reading
             inner.append(None)
             inner[0] = extract(extract_settings, lake).run_id
-        return extracted
 
     monkeypatch.setattr(shared.extract.stage, "_extract_tables", racing)
     caplog.set_level(logging.WARNING, logger="shared.extract")
@@ -438,3 +438,25 @@ def test_write_once_holds_for_streamed_uploads_in_blocks(lake: Lake, tmp_path: P
     with path.open("rb") as stream, pytest.raises(BlobExistsError):
         chunked.put_once(lake.raw, "x/big.parquet", b"\0" * 4096 + stream.read())
     assert lake.get(lake.raw, "x/big.parquet") == path.read_bytes()
+
+
+def test_a_failure_mid_table_cancels_the_copy_and_commits_nothing(
+    extract_settings: Settings, lake: Lake, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    original = shared.extract.parquet.parse_batch
+    batches: list[str] = []
+
+    def failing(table: SourceTable, csv: bytes) -> pl.DataFrame:
+        batches.append(table.name)
+        if batches.count("payment") == 2:
+            raise TerminalError("simulated: a payment value could not be read")
+        return original(table, csv)
+
+    monkeypatch.setattr(shared.extract.parquet, "parse_batch", failing)
+    caplog.set_level(logging.WARNING)
+    with pytest.raises(TerminalError, match="simulated"):
+        extract(extract_settings, lake, batch_rows=1000)
+
+    assert manifests(lake) == [] and state(lake) is None
+    # The COPY was cancelled and the transaction rolled back cleanly, with nothing left to warn about.
+    assert not [r for r in caplog.records if r.name.startswith("psycopg")]
