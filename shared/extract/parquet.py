@@ -171,7 +171,7 @@ class _CopyReader(threading.Thread):
             yield item
 
     def stop(self) -> None:
-        """Make the reader give up (its COPY is drained as it leaves) and wait for it."""
+        """Make the reader give up (it cancels its COPY as it leaves) and wait for it."""
         self.stopped.set()
         if self.is_alive():
             self.join()
@@ -227,9 +227,14 @@ def write_table_parquet(
         raise
     finally:
         reader.stop()
-    if rows == 0 or max_last_updated is None:
+    if rows == 0:
         path.unlink(missing_ok=True)
         return TableRead(rows_read, None, tail.rows())
+    if max_last_updated is None:
+        raise TerminalError(
+            f"source table {table.name}: {rows} new rows have no {WATERMARK_COLUMN}, so no watermark can "
+            "follow them; the extract stops without committing anything"
+        )
     size, digest = file_digest(path)
     return TableRead(rows_read, TableFile(path, rows, size, digest, max_last_updated), tail.rows())
 
