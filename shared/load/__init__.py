@@ -235,18 +235,21 @@ def _load(
                     rows[table] = merge.merge_dimension(conn, table, columns[table], run_id).rows
         crash("dims")
     facts = [t for t in merge.FACTS if t in columns]
-    with timer("references"):
-        missing = [m for table in facts for m in merge.missing_references(conn, table)]
-    if missing:
-        raise TransientError(
-            f"run {run_id}: dimension rows not loaded yet; will retry ("
-            + "; ".join(map(str, missing))
-            + "). An earlier run that carries them must load first; the whole run was rolled back"
-        )
     with timer("facts"):
         for table in facts:
             with timer.at(table):
-                rows[table] = merge.insert_facts(conn, table, columns[table], run_id).rows
+                try:
+                    with conn.transaction():  # a savepoint, so the missing ids can still be queried
+                        rows[table] = merge.insert_facts(conn, table, columns[table], run_id).rows
+                except psycopg.errors.ForeignKeyViolation as exc:
+                    missing = [m for fact in facts for m in merge.missing_references(conn, fact)]
+                    if not missing:
+                        raise
+                    raise TransientError(
+                        f"run {run_id}: dimension rows not loaded yet; will retry ("
+                        + "; ".join(map(str, missing))
+                        + "). An earlier run that carries them must load first; the whole run was rolled back"
+                    ) from exc
         crash("facts")
 
     lag = _lag(manifest.source_max_updated, datetime.now(UTC)) if manifest.source_max_updated else None
