@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import uuid
 from collections.abc import Iterator
 
@@ -9,6 +10,7 @@ import pytest
 from azure.functions.decorators.function_app import Function
 
 from shared.lake import Lake
+from shared.localstack import PROJECT_ROOT
 from shared.settings import Settings, load_settings
 
 
@@ -45,7 +47,13 @@ def other_lake(lake_env: dict[str, str]) -> Iterator[Lake]:
 
 @pytest.fixture(scope="session")
 def registered_functions() -> dict[str, Function]:
-    """The functions of function_app.app by name (FunctionApp.get_functions works once per app object)."""
-    from function_app import app
+    """The functions of function_app.py by name, from a private import of the module.
 
-    return {str(f.get_function_name()): f for f in app.get_functions()}
+    FunctionApp.get_functions() works once per app object and other test modules index the app too:
+    a module of our own has its own app object.
+    """
+    spec = importlib.util.spec_from_file_location("function_app_under_extract_tests", PROJECT_ROOT / "function_app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {str(f.get_function_name()): f for f in module.app.get_functions()}
