@@ -133,7 +133,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print_cycle(second)
 
     with psycopg.connect(settings.warehouse_db_url.reveal()) as conn:
-        print_counts("warehouse: rows per table", report.table_counts(conn))
+        print_counts("warehouse", report.table_counts(conn))
         if second.run_id is not None:
             print(f"history created by run {second.run_id}:")
             history = report.run_history(conn, second.run_id)
@@ -240,7 +240,7 @@ def print_cycle(summary: CycleSummary) -> None:
         print("no changes in the source: nothing to load")
         return
     assert summary.load is not None
-    print_counts(f"run {summary.run_id}: rows merged per warehouse table", summary.load.rows)
+    print_counts(f"run {summary.run_id}: merged into the warehouse", summary.load.rows)
     stages = ", ".join(f"{k} {v:.2f} s" for k, v in summary.durations.items())
     print(f"durations: {stages}")
     if summary.load.lag_s is not None:
