@@ -250,7 +250,7 @@ def print_cycle(summary: CycleSummary) -> None:
 def print_counts(title: str, counts: dict[str, int]) -> None:
     """Print a per-table row count summary on stdout."""
     print(f"{title}: rows per table")
-    width = max(len(t) for t in counts)
+    width = max((len(t) for t in counts), default=0)
     for table, count in counts.items():
         print(f"  {table:<{width}}  {count:>10,}")
 
