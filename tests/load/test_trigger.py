@@ -13,7 +13,9 @@ from azure.storage.queue import TextBase64DecodePolicy
 
 from shared.errors import TransientError
 from shared.lake import Lake
+from shared.load import send_to_poison
 from shared.localstack import free_port
+from shared.settings import Settings
 from tests.load.conftest import CuratedRuns
 from tests.load.frames import base_run
 from tests.load.warehouse import ledger
@@ -106,3 +108,11 @@ def test_an_unreachable_warehouse_raises_so_the_host_retries(
         app_functions["load"].get_user_function()(message(json.dumps({"run_id": R1})))
 
     assert poisoned(lake) == []
+
+
+def test_send_to_poison_creates_a_missing_poison_queue(warehouse_settings: Settings, lake: Lake) -> None:
+    lake.queues.delete_queue(warehouse_settings.poison_queue)
+
+    send_to_poison(warehouse_settings, lake, "{not json")
+
+    assert poisoned(lake) == ["{not json"]
