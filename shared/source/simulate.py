@@ -267,7 +267,19 @@ class _Application:
         today = self.cur.execute("SELECT current_date AS d").fetchone()
         assert today is not None
         self.today = today["d"]
-        return getattr(self, kind)()
+        makers: dict[ChangeKind, Callable[[], Change]] = {
+            "new_sales_order": self.new_sales_order,
+            "new_purchase_order": self.new_purchase_order,
+            "payment_paid": self.payment_paid,
+            "sales_order_amended": self.sales_order_amended,
+            "purchase_order_amended": self.purchase_order_amended,
+            "new_design": self.new_design,
+            "address_changed": self.address_changed,
+            "new_counterparty": self.new_counterparty,
+            "staff_transferred": self.staff_transferred,
+            "department_renamed": self.department_renamed,
+        }
+        return makers[kind]()
 
     def agreed_dates(self) -> tuple[str, str]:
         """Delivery 0-7 and payment 0-6 days from today, as in the snapshot."""
