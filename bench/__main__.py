@@ -11,7 +11,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-STAGES = ("extract", "transform", "load")
+STAGES = ("extract", "transform", "load", "pipeline")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

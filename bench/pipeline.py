@@ -1,0 +1,185 @@
+"""End-to-end benchmark of `totes run --once` against a raw COPY out + COPY in baseline (not a test).
+
+Usage: python -m bench.pipeline [--scale 100] [--changes 1000]   (or `python -m bench pipeline`)
+
+On the local stack (.local), with the source `bench_totesys_x<scale>` (seeded once, reused):
+1. baseline: every source table COPY (binary) out of the source and straight into a bare table of the same
+   columns (no keys, no indexes) in a scratch database: the least any pipeline can do to move the rows;
+2. full cycle: extract -> transform -> load (shared.pipeline.run_cycle) from a clone of the source into
+   fresh containers and an empty warehouse, timed per stage;
+3. incremental cycle: `--changes` simulated application changes on the clone, then one more cycle on the
+   now x<scale> warehouse.
+Each step runs in its own child process, so each peak RSS is its own. Prints a table and writes
+bench/results/pipeline-*.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from bench.extract import bench_source, peak_rss_mib, say
+from shared.localstack import LocalStack, StackUrls, with_database
+from shared.schema import SOURCE_TABLES
+from shared.source.seed import schema_sql
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def create_db(urls: StackUrls, name: str, template: str | None = None) -> str:
+    """Create database `name` (optionally a copy of `template`) on the stack; return its URL."""
+    with psycopg.connect(with_database(urls.totesys_db_url, "postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            query = sql.SQL("{} TEMPLATE {}").format(query, sql.Identifier(template))
+        conn.execute(query)
+    return with_database(urls.totesys_db_url, name)
+
+
+def drop_db(urls: StackUrls, name: str) -> None:
+    """Drop database `name` from the stack."""
+    with psycopg.connect(with_database(urls.totesys_db_url, "postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def baseline(source: str, target: str) -> dict[str, Any]:
+    """Child: COPY every table out of `source` and into bare tables in `target`; seconds, rows, peak RSS."""
+    with psycopg.connect(target, autocommit=True) as dst:
+        dst.execute(schema_sql().encode())
+        for table in SOURCE_TABLES:  # bare tables: drop every key, index and constraint
+            cons = dst.execute(
+                "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass ORDER BY contype = 'p'", (table,)
+            ).fetchall()
+            for (name,) in cons:
+                dst.execute(
+                    sql.SQL("ALTER TABLE {} DROP CONSTRAINT {} CASCADE").format(
+                        sql.Identifier(table), sql.Identifier(name)
+                    )
+                )
+        dst.execute("DROP INDEX IF EXISTS transaction_sales_order_id_key, transaction_purchase_order_id_key")
+        dst.execute("DROP INDEX IF EXISTS payment_transaction_id_key")
+    started = time.perf_counter()
+    rows = 0
+    with psycopg.connect(source) as src, psycopg.connect(target) as dst:
+        for table in SOURCE_TABLES:
+            out = sql.SQL("COPY (SELECT * FROM {}) TO STDOUT (FORMAT binary)").format(sql.Identifier(table))
+            into = sql.SQL("COPY {} FROM STDIN (FORMAT binary)").format(sql.Identifier(table))
+            with src.cursor().copy(out) as reader, dst.cursor().copy(into) as writer:
+                for block in reader:
+                    writer.write(block)
+            row = dst.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+            rows += int(row[0]) if row else 0
+        dst.commit()
+    return {"seconds": time.perf_counter() - started, "rows": rows, "peak_rss_mib": peak_rss_mib()}
+
+
+def cycle(env: dict[str, str], changes: int) -> dict[str, Any]:
+    """Child: optionally simulate `changes` on the source, then one run_cycle; timings, rows, peak RSS."""
+    from shared.lake import Lake
+    from shared.pipeline import run_cycle
+    from shared.settings import load_settings
+    from shared.source.simulate import simulate
+
+    settings = load_settings(env, needs=("source", "warehouse", "lake"))
+    if changes:
+        simulate(env["TOTESYS_DB_URL"], seed=1, changes=changes)
+    started = time.perf_counter()
+    summary = run_cycle(settings, Lake.from_settings(settings))
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "stages": summary.durations,
+        "extracted_rows": sum(summary.extract.rows.values()),
+        "loaded_rows": summary.load.rows if summary.load else {},
+        "lag_s": summary.load.lag_s if summary.load else None,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def _child_main(conn: Any, target: Callable[..., dict[str, Any]], args: tuple[Any, ...]) -> None:
+    conn.send(target(*args))
+
+
+def in_child(target: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """Run target(*args) in a fresh process (clean peak RSS) and return its result."""
+    ctx = multiprocessing.get_context("spawn")
+    parent, child_end = ctx.Pipe()
+    proc = ctx.Process(target=_child_main, args=(child_end, target, args))
+    proc.start()
+    result: dict[str, Any] = parent.recv()
+    proc.join()
+    return result
+
+
+def main() -> None:
+    """Run the three measurements and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=int, default=100)
+    parser.add_argument("--changes", type=int, default=1000)
+    args = parser.parse_args()
+
+    urls = LocalStack(Path(".local")).up()
+    source = bench_source(urls, args.scale)
+    template = source.split("?")[0].rsplit("/", 1)[1]
+    tag = uuid.uuid4().hex[:8]
+    names = {k: f"bench_{k}_{tag}" for k in ("copy", "source", "warehouse")}
+    try:
+        say("baseline: COPY out + COPY in of every table ...")
+        base = in_child(baseline, source, create_db(urls, names["copy"]))
+        drop_db(urls, names["copy"])
+        env = {
+            "TOTESYS_DB_URL": create_db(urls, names["source"], template=template),
+            "WAREHOUSE_DB_URL": create_db(urls, names["warehouse"]),
+            "LAKE_STORAGE": urls.lake_storage,
+            "RAW_CONTAINER": f"raw-{tag}",
+            "CURATED_CONTAINER": f"curated-{tag}",
+            "LOAD_QUEUE": f"load-jobs-{tag}",
+        }
+        say("full cycle: totes run --once on an empty warehouse ...")
+        full = in_child(cycle, env, 0)
+        say(f"incremental cycle: {args.changes} simulated changes, then one cycle ...")
+        incremental = in_child(cycle, env, args.changes)
+    finally:
+        for name in names.values():
+            drop_db(urls, name)
+        from azure.storage.blob import BlobServiceClient
+
+        blobs = BlobServiceClient.from_connection_string(urls.lake_storage)
+        for container in (f"raw-{tag}", f"curated-{tag}"):
+            if blobs.get_container_client(container).exists():
+                blobs.delete_container(container)
+
+    def stages(r: dict[str, Any]) -> str:
+        return ", ".join(f"{k} {v:.2f}" for k, v in r["stages"].items())
+
+    lines = [
+        f"end to end at x{args.scale} ({base['rows']:,} source rows)",
+        f"{'step':<28}{'seconds':>9}{'vs baseline':>13}{'peak RSS MiB':>14}  stages (s)",
+        f"{'baseline COPY out + in':<28}{base['seconds']:>9.2f}{1:>12.2f}x{base['peak_rss_mib']:>14.0f}",
+        f"{'totes run --once (full)':<28}{full['seconds']:>9.2f}{full['seconds'] / base['seconds']:>12.2f}x"
+        f"{full['peak_rss_mib']:>14.0f}  {stages(full)}",
+        f"{f'incremental ({args.changes} changes)':<28}{incremental['seconds']:>9.2f}{'':>13}"
+        f"{incremental['peak_rss_mib']:>14.0f}  {stages(incremental)}; {incremental['extracted_rows']:,} rows"
+        f" extracted, lag {incremental['lag_s']:.1f} s",
+    ]
+    print("\n".join(lines))
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = {"scale": args.scale, "baseline": base, "full": full, "incremental": incremental}
+    (RESULTS / f"pipeline-{stamp}.json").write_text(json.dumps(out, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
