@@ -260,7 +260,7 @@ def merge_dim_date(conn: psycopg.Connection, staged: Sequence[str]) -> Merged:
         WITH bounds AS (SELECT min(lo) AS lo, max(hi) AS hi FROM ({}) AS b),
         days AS (
             SELECT g::date AS d
-            FROM bounds, generate_series(bounds.lo, bounds.hi, interval '1 day') AS g
+            FROM bounds, generate_series(bounds.lo::timestamp, bounds.hi::timestamp, interval '1 day') AS g
             WHERE bounds.lo IS NOT NULL
         )
         INSERT INTO dim_date
