@@ -7,10 +7,11 @@ Azurite (`LocalStack(Path('.local')).up()`), then in fresh child processes:
              merge, ledger, commit);
 2. baseline: the same frames COPY'd (same CSV path) into unindexed, constraint-free tables, one
              transaction (reading the files from the lake is not timed).
-Prints rows/s, the ratio load/baseline and each child's peak RSS. Scratch databases and containers
-are dropped at the end; the stack itself is left running.
+Prints rows/s, the ratio load/baseline and each child's peak RSS (also written to
+bench/results/load-x<scale>-<time>.json). Scratch databases and containers are dropped at the end;
+the stack itself is left running.
 
-    .venv/bin/python bench/load.py [--scale 100]
+    .venv/bin/python -m bench load [--scale 100]     (or: .venv/bin/python bench/load.py)
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import io
 import json
 import multiprocessing
 import resource
-import sys
 import time
 import uuid
 from datetime import date, datetime
@@ -33,12 +33,11 @@ import polars as pl
 import psycopg
 from psycopg import sql
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from shared.lake import Lake
+from shared.localstack import LocalStack, with_database
+from shared.settings import load_settings
 
-from shared.lake import Lake  # noqa: E402
-from shared.localstack import LocalStack, with_database  # noqa: E402
-from shared.settings import load_settings  # noqa: E402
-
+RESULTS = Path(__file__).resolve().parent / "results"
 # Snapshot sizes (shared/source/snapshot) of the tables that grow with the business.
 SNAPSHOT = {"sales_order": 11_187, "purchase_order": 4_649, "payment": 15_836}
 SMALL_DIMS = {"staff": 20, "location": 30, "counterparty": 20, "currency": 3, "design": 473, "payment_type": 4}
@@ -64,7 +63,7 @@ def synthesise(scale: int, seed: int = 7) -> dict[str, pl.DataFrame]:
         return pl.Series(rng.integers(1, high + 1, n, dtype=np.int32))
 
     def day(n: int, low: int = 0, high: int = DAYS - 60) -> pl.Expr:
-        return pl.lit(FIRST_DAY) + pl.duration(days=pl.Series(rng.integers(low, high, n)))
+        return pl.lit(FIRST_DAY) + pl.duration(days=pl.lit(pl.Series(rng.integers(low, high, n))))
 
     def clock(n: int) -> pl.Series:
         return pl.Series(rng.integers(0, 86_400_000, n) * 1_000_000).cast(TIME)
@@ -210,7 +209,7 @@ def synthesise(scale: int, seed: int = 7) -> dict[str, pl.DataFrame]:
 
 def write_run(lake: Lake, run_id: str, tables: dict[str, pl.DataFrame]) -> int:
     """Write the run's Parquet files and manifest (last) to the curated container; total rows."""
-    entries = {}
+    entries: dict[str, dict[str, Any]] = {}
     for table, frame in tables.items():
         buffer = io.BytesIO()
         frame.write_parquet(buffer)
@@ -330,7 +329,13 @@ def main() -> None:
             f"plain COPY: {copied['duration_s']:8.2f} s  {copied['rows'] / copied['duration_s']:>12,.0f} rows/s  "
             f"(unindexed tables, same CSV path)  peak RSS {copied['rss']:,.0f} MiB"
         )
-        print(f"ratio load/COPY: {loaded['duration_s'] / copied['duration_s']:.2f}")
+        ratio = loaded["duration_s"] / copied["duration_s"]
+        print(f"ratio load/COPY: {ratio:.2f}")
+        RESULTS.mkdir(exist_ok=True)
+        out = RESULTS / f"load-x{args.scale}-{datetime.now():%Y%m%dT%H%M%S}Z.json"
+        report = {"scale": args.scale, "rows": sizes, "load": loaded, "plain_copy": copied, "ratio": ratio}
+        out.write_text(json.dumps(report, indent=2))
+        print(f"results: {out}")
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             for name in databases.values():
