@@ -76,9 +76,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
     settings = stack_settings(args.local_dir)
     assert settings.totesys_db_url is not None
-    counts = seed_source(
-        settings.totesys_db_url.reveal(), scale=args.scale, replace=args.replace, progress=say
-    )
+    counts = seed_source(settings.totesys_db_url.reveal(), scale=args.scale, replace=args.replace, progress=say)
     print_counts("source (totesys)", counts)
     return 0
 
@@ -258,9 +256,7 @@ def print_counts(title: str, counts: dict[str, int]) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every `totes` command."""
     parser = argparse.ArgumentParser(prog="totes", description=__doc__)
-    parser.add_argument(
-        "--local-dir", type=Path, default=LOCAL_DIR, help="local stack state (default .local)"
-    )
+    parser.add_argument("--local-dir", type=Path, default=LOCAL_DIR, help="local stack state (default .local)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
