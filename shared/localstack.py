@@ -178,9 +178,7 @@ class LocalStack:
         deadline = time.monotonic() + 30
         while not (_port_open(blob) and _port_open(queue)):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise TerminalError(
-                    f"Azurite did not start (exit code {proc.poll()}); see {self.root / 'azurite.log'}"
-                )
+                raise TerminalError(f"Azurite did not start (exit code {proc.poll()}); see {self.root / 'azurite.log'}")
             time.sleep(0.1)
         self._write_state({"azurite_pid": proc.pid, "blob_port": blob, "queue_port": queue})
         return blob, queue

@@ -78,9 +78,7 @@ class Lake:
             from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
             credential: Any = (
-                ManagedIdentityCredential(client_id=lake.client_id)
-                if lake.client_id
-                else DefaultAzureCredential()
+                ManagedIdentityCredential(client_id=lake.client_id) if lake.client_id else DefaultAzureCredential()
             )
             blobs = BlobServiceClient(str(lake.blob_service_uri), credential=credential)
             queues = QueueServiceClient(str(lake.queue_service_uri), credential=credential)
@@ -101,9 +99,7 @@ class Lake:
             with contextlib.suppress(ResourceExistsError):
                 self.queues.create_queue(queue)
 
-    def put_once(
-        self, container: str, name: str, data: bytes | IO[bytes], content_type: str | None = None
-    ) -> None:
+    def put_once(self, container: str, name: str, data: bytes | IO[bytes], content_type: str | None = None) -> None:
         """Create blob `name` with `data` (bytes, or a binary file streamed from its position);
         raise BlobExistsError if it exists (If-None-Match: *)."""
         settings = ContentSettings(content_type=content_type) if content_type else None

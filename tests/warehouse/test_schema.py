@@ -128,13 +128,7 @@ FOREIGN_KEYS = {
     ("fact_payment", "counterparty_id", "dim_counterparty"),
     ("fact_payment", "currency_id", "dim_currency"),
     ("fact_payment", "payment_type_id", "dim_payment_type"),
-} | {
-    (t, c, "dim_date")
-    for t, cols in CONTRACT.items()
-    if t.startswith("fact_")
-    for c, typ, _ in cols
-    if typ == DATE
-}
+} | {(t, c, "dim_date") for t, cols in CONTRACT.items() if t.startswith("fact_") for c, typ, _ in cols if typ == DATE}
 
 
 def _catalog(conn: psycopg.Connection) -> dict[str, list[tuple[str, str, bool]]]:
