@@ -5,9 +5,11 @@ Nothing is mocked and nothing is skipped: a service that does not start fails th
 
 from __future__ import annotations
 
+import importlib.util
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -19,6 +21,7 @@ from shared.settings import Settings, load_settings
 from shared.source.seed import seed_source
 
 TEMPLATE_DB = "totesys_snapshot"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -116,3 +119,17 @@ def settings(lake: Lake, lake_env: dict[str, str], source_db: str, empty_warehou
         {**lake_env, "TOTESYS_DB_URL": source_db, "WAREHOUSE_DB_URL": empty_warehouse},
         needs=("source", "warehouse", "lake"),
     )
+
+
+@pytest.fixture(scope="session")
+def registered_functions() -> dict[str, Any]:
+    """The Function App's functions by name, as the worker indexes them (azure.functions Function objects).
+
+    FunctionApp.get_functions() may be called once per app object, so function_app.py is imported once,
+    privately, for the whole session.
+    """
+    spec = importlib.util.spec_from_file_location("function_app_under_test", PROJECT_ROOT / "function_app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {str(f.get_function_name()): f for f in module.app.get_functions()}

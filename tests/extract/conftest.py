@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from collections.abc import Iterator
 
 import pytest
-from azure.functions.decorators.function_app import Function
 
 from shared.lake import Lake
-from shared.localstack import PROJECT_ROOT
 from shared.settings import Settings, load_settings
 
 
@@ -43,17 +40,3 @@ def other_lake(lake_env: dict[str, str]) -> Iterator[Lake]:
         lake.blobs.delete_container(container)
     for queue in (lake.load_queue, f"{lake.load_queue}-poison"):
         lake.queues.delete_queue(queue)
-
-
-@pytest.fixture(scope="session")
-def registered_functions() -> dict[str, Function]:
-    """The functions of function_app.py by name, from a private import of the module.
-
-    FunctionApp.get_functions() works once per app object and other test modules index the app too:
-    a module of our own has its own app object.
-    """
-    spec = importlib.util.spec_from_file_location("function_app_under_extract_tests", PROJECT_ROOT / "function_app.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return {str(f.get_function_name()): f for f in module.app.get_functions()}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import uuid
@@ -82,20 +81,6 @@ def warehouse_env(lake: Lake, lake_env: dict[str, str], empty_warehouse: str) ->
 def warehouse_settings(warehouse_env: dict[str, str]) -> Settings:
     """Settings for the load: the private lake and an empty warehouse."""
     return load_settings(warehouse_env, needs=("warehouse", "lake"))
-
-
-@pytest.fixture(scope="session")
-def app_functions() -> dict[str, Any]:
-    """The Function App's functions by name, from a private import of function_app.py.
-
-    FunctionApp.get_functions() may be called once per app object, and other test modules call it on
-    `function_app.app`; a separately imported module has its own app object.
-    """
-    spec = importlib.util.spec_from_file_location("function_app_under_load_tests", PROJECT_ROOT / "function_app.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return {f.get_function_name(): f for f in module.app.get_functions()}
 
 
 @pytest.fixture

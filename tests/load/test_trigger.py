@@ -41,8 +41,8 @@ def poisoned(lake: Lake) -> list[str]:
     return [m.content for m in client.receive_messages(max_messages=32)]
 
 
-def test_load_is_a_queue_trigger_on_the_load_queue(app_functions: dict[str, Any]) -> None:
-    bindings = [b.get_dict_repr() for b in app_functions["load"].get_bindings()]
+def test_load_is_a_queue_trigger_on_the_load_queue(registered_functions: dict[str, Any]) -> None:
+    bindings = [b.get_dict_repr() for b in registered_functions["load"].get_bindings()]
     assert bindings == [
         {
             "direction": BindingDirection.IN,
@@ -55,7 +55,7 @@ def test_load_is_a_queue_trigger_on_the_load_queue(app_functions: dict[str, Any]
 
 
 def test_the_function_loads_the_run_a_message_names(
-    app_functions: dict[str, Any],
+    registered_functions: dict[str, Any],
     app_env: dict[str, str],
     curated: CuratedRuns,
     lake: Lake,
@@ -63,7 +63,7 @@ def test_the_function_loads_the_run_a_message_names(
 ) -> None:
     curated.write(R1, base_run())
     with caplog.at_level(logging.INFO):
-        assert app_functions["load"].get_user_function()(message(json.dumps({"run_id": R1}))) is None
+        assert registered_functions["load"].get_user_function()(message(json.dumps({"run_id": R1}))) is None
 
     assert [r[0] for r in ledger(app_env["WAREHOUSE_DB_URL"])] == [R1]
     assert [r for r in caplog.records if "TOTES_LOAD_OK" in r.getMessage() and R1 in r.getMessage()]
@@ -80,13 +80,13 @@ def test_the_function_loads_the_run_a_message_names(
 def test_an_unusable_message_goes_to_poison_at_once(
     body: str,
     reason: str,
-    app_functions: dict[str, Any],
+    registered_functions: dict[str, Any],
     app_env: dict[str, str],
     lake: Lake,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.INFO):
-        assert app_functions["load"].get_user_function()(message(body)) is None  # no raise: no retries
+        assert registered_functions["load"].get_user_function()(message(body)) is None  # no raise: no retries
 
     assert poisoned(lake) == [body]
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
@@ -95,7 +95,7 @@ def test_an_unusable_message_goes_to_poison_at_once(
 
 
 def test_an_unreachable_warehouse_raises_so_the_host_retries(
-    app_functions: dict[str, Any],
+    registered_functions: dict[str, Any],
     app_env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
     curated: CuratedRuns,
@@ -105,7 +105,7 @@ def test_an_unreachable_warehouse_raises_so_the_host_retries(
     monkeypatch.setenv("WAREHOUSE_DB_URL", f"postgresql://loader@127.0.0.1:{free_port()}/warehouse")
 
     with pytest.raises(TransientError, match="warehouse unreachable"):
-        app_functions["load"].get_user_function()(message(json.dumps({"run_id": R1})))
+        registered_functions["load"].get_user_function()(message(json.dumps({"run_id": R1})))
 
     assert poisoned(lake) == []
 

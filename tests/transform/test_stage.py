@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import logging
@@ -19,7 +18,6 @@ from azure.functions.decorators.function_app import Function
 
 from shared.errors import TerminalError
 from shared.lake import Lake
-from shared.localstack import PROJECT_ROOT
 from shared.schema import SOURCE_TABLES
 from shared.settings import SettingsError, transform_trigger_source
 from shared.source.seed import read_snapshot
@@ -447,22 +445,6 @@ class Output(func.Out[str]):
         return self.value
 
 
-@pytest.fixture(scope="session")
-def functions() -> dict[str, Function]:
-    """The app's functions by name, as the worker indexes them.
-
-    FunctionApp.get_functions() may be called once per app object and other test modules index the app
-    too, so this module imports function_app.py privately: its own module, its own app object.
-    """
-    spec = importlib.util.spec_from_file_location(
-        "function_app_under_transform_tests", PROJECT_ROOT / "function_app.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return {str(f.get_function_name()): f for f in module.app.get_functions()}
-
-
 @pytest.fixture
 def app_env(monkeypatch: pytest.MonkeyPatch, lake: Lake, lake_env: dict[str, str]) -> Iterator[None]:
     for name, value in lake_env.items():
@@ -474,8 +456,10 @@ def bindings(fn: Function) -> dict[str, Binding]:
     return {b.name: b for b in fn.get_bindings()}
 
 
-def test_the_transform_function_is_bound_to_raw_manifests_and_the_load_queue(functions: dict[str, Function]) -> None:
-    fn = functions["transform"]
+def test_the_transform_function_is_bound_to_raw_manifests_and_the_load_queue(
+    registered_functions: dict[str, Function],
+) -> None:
+    fn = registered_functions["transform"]
     trigger = bindings(fn)["manifest"].get_dict_repr()
     assert trigger["type"] == "blobTrigger"
     assert trigger["path"] == "%RAW_CONTAINER%/_runs/{name}.json"
@@ -486,14 +470,14 @@ def test_the_transform_function_is_bound_to_raw_manifests_and_the_load_queue(fun
 
 
 def test_the_trigger_transforms_the_run_and_sets_the_load_message(
-    functions: dict[str, Function], app_env: None, lake: Lake
+    registered_functions: dict[str, Function], app_env: None, lake: Lake
 ) -> None:
     put_raw_run(lake, RUN, small_run())
     name = f"{lake.raw}/_runs/{RUN}.json"
     blob = func.blob.InputStream(name=name, data=lake.get(lake.raw, f"_runs/{RUN}.json"), uri=f"http://lake/{name}")
     msg = Output()
 
-    functions["transform"].get_user_function()(blob, msg)
+    registered_functions["transform"].get_user_function()(blob, msg)
 
     assert json.loads(msg.get()) == {"run_id": RUN}
     manifest = lake.read_json(lake.curated, f"_runs/{RUN}.json")
@@ -502,13 +486,13 @@ def test_the_trigger_transforms_the_run_and_sets_the_load_message(
 
 
 def test_the_trigger_sends_no_load_message_for_a_quarantined_run(
-    functions: dict[str, Function], app_env: None, lake: Lake
+    registered_functions: dict[str, Function], app_env: None, lake: Lake
 ) -> None:
     put_raw_manifest(lake, RUN, b"{not json")
     name = f"{lake.raw}/_runs/{RUN}.json"
     msg = Output()
 
-    functions["transform"].get_user_function()(func.blob.InputStream(name=name, data=b"{not json"), msg)
+    registered_functions["transform"].get_user_function()(func.blob.InputStream(name=name, data=b"{not json"), msg)
 
     assert msg.value is None
     assert lake.exists(lake.curated, f"_quarantine/{RUN}.json")
