@@ -164,6 +164,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             print_cycle(run_cycle(settings, progress=say))
         except EtlError as exc:
             log.error("cycle failed, next one in %s s: %s", args.every, exc)
+        except Exception:  # a loop that keeps going: any failed cycle is logged, not fatal
+            log.exception("cycle failed unexpectedly, next one in %s s", args.every)
         time.sleep(max(0.0, args.every - (time.monotonic() - started)))
 
 
