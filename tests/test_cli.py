@@ -77,3 +77,20 @@ def test_pipeline_errors_become_a_clear_exit(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "EXTRACT_LOOKBACK='soon' is invalid" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_run_once_then_status_through_the_command(
+    tmp_path: Path, source_db: str, empty_warehouse: str, lake_env: dict[str, str], lake: object
+) -> None:
+    env = {**_clean_env(), **lake_env, "TOTESYS_DB_URL": source_db, "WAREHOUSE_DB_URL": empty_warehouse}
+    run = _totes("--local-dir", str(tmp_path / "unused"), "run", "--once", env=env)
+    assert run.returncode == 0, run.stderr
+    assert re.search(r"fact_sales_order\s+11,187", run.stdout)
+    assert "load: fact_payment" in run.stderr  # progress per stage and table
+    run_id = re.search(r"run (\d{8}T\d{6}Z-[0-9a-f]{6}): merged", run.stdout)
+    assert run_id
+    status = _totes("--local-dir", str(tmp_path / "unused"), "status", env=env)
+    assert status.returncode == 0, status.stderr
+    assert run_id[1] in status.stdout
+    assert "current lag:" in status.stdout
+    assert not (tmp_path / "unused").exists()
