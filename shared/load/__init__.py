@@ -3,7 +3,8 @@
 One transaction per run, serialised with every other load by an advisory lock:
 DDL if missing -> ledger check (a loaded run is a no-op) -> COPY every curated file into staging ->
 dim_date (contiguous calendar) -> the 7 dimensions (newest version wins) -> the facts (new versions only)
--> ledger row -> commit. Any error rolls all of it back.
+-> ledger row -> commit. Any error rolls all of it back. A large fact file for an empty fact table (a
+first load) is copied straight into it instead of staging, its constraints re-added at the facts step.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 import psycopg
@@ -213,6 +214,9 @@ def _load(
         manifest = read_manifest(lake, run_id)
 
     columns: dict[str, list[str]] = {}
+    # Facts copied straight into their empty tables (first load), constraints to re-add after the dims.
+    copied: dict[str, merge.Constraints] = {}
+    copied_dates: list[tuple[date, date]] = []
     for table in merge.TABLES:
         if (entry := manifest.files.get(table)) is None:
             continue
@@ -220,13 +224,19 @@ def _load(
         with timer("read", table):
             frame = read_curated(lake, run_id, entry, columns[table])
         with timer("staging", table):
-            merge.stage(conn, table, frame)
+            if table in merge.FACTS and frame.height >= merge.BULK_FACT_ROWS and merge.is_empty(conn, table):
+                copied[table] = merge.copy_facts(conn, table, frame, run_id)
+                if (bounds := merge.date_bounds(frame)) is not None:
+                    copied_dates.append(bounds)
+            else:
+                merge.stage(conn, table, frame)
         del frame  # one curated frame in memory at a time
     crash("staging")
 
     rows: dict[str, int] = {}
     with timer("dim_date"):
-        rows["dim_date"] = merge.merge_dim_date(conn, list(columns)).rows
+        staged = [t for t in columns if t not in copied]
+        rows["dim_date"] = merge.merge_dim_date(conn, staged, copied_dates).rows
         crash("dim_date")
     with timer("dims"):
         for table in merge.DIMENSIONS:
@@ -240,9 +250,15 @@ def _load(
             with timer.at(table):
                 try:
                     with conn.transaction():  # a savepoint, so the missing ids can still be queried
-                        rows[table] = merge.insert_facts(conn, table, columns[table], run_id).rows
+                        if table in copied:
+                            merge.add_constraints(conn, copied[table])
+                            rows[table] = copied[table].rows
+                        else:
+                            rows[table] = merge.insert_facts(conn, table, columns[table], run_id).rows
                 except psycopg.errors.ForeignKeyViolation as exc:
-                    missing = [m for fact in facts for m in merge.missing_references(conn, fact)]
+                    missing = [
+                        m for fact in facts for m in merge.missing_references(conn, fact, staged=fact not in copied)
+                    ]
                     if not missing:
                         raise
                     raise TransientError(

@@ -13,6 +13,7 @@ import hashlib
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 
 import polars as pl
 import psycopg
@@ -103,9 +104,10 @@ COPY_BATCH_ROWS = 200_000
 # of per row (see insert_facts). One per-row insert costs about what re-checking ~40 existing rows does.
 BULK_FACT_ROWS = 50_000
 BULK_FACT_RATIO = 20
-# work_mem and temp_buffers of a load transaction (see lock_loads).
+# work_mem, temp_buffers and maintenance_work_mem of a load transaction (see lock_loads).
 LOAD_WORK_MEM = "128MB"
 LOAD_TEMP_BUFFERS = "256MB"
+LOAD_MAINTENANCE_WORK_MEM = "512MB"
 _LOAD_LOCK = 0x7074_6C64  # pg_advisory_xact_lock key: every load, whatever its run, takes it
 
 
@@ -136,6 +138,15 @@ class MissingReference:
         return f"{self.table}.{self.column} -> {self.dimension} ids [{shown}]"
 
 
+@dataclass(frozen=True)
+class Constraints:
+    """The version key and foreign keys dropped from a fact table (name, definition), to re-add."""
+
+    table: str
+    definitions: tuple[tuple[str, str], ...]
+    rows: int
+
+
 def lock_loads(conn: psycopg.Connection) -> None:
     """Serialise loads: wait for the transaction-level lock every load takes (released at commit).
 
@@ -147,6 +158,8 @@ def lock_loads(conn: psycopg.Connection) -> None:
     # Staging tables are temporary: their pages live in this session's temp_buffers (default 8MB),
     # which can only grow before the session first touches a temporary table.
     conn.execute("SELECT set_config('temp_buffers', %s, true)", (LOAD_TEMP_BUFFERS,))
+    # Re-adding a fact table's version key sorts the whole table (one index build, see add_constraints).
+    conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (LOAD_MAINTENANCE_WORK_MEM,))
 
 
 def ensure_schema(conn: psycopg.Connection) -> bool:
@@ -194,10 +207,7 @@ def stage(conn: psycopg.Connection, table: str, frame: pl.DataFrame) -> int:
     they are inserted in (sorting here is cheaper than in PostgreSQL, whose sort then finds them sorted).
     """
     if table in FACTS:
-        key = KEYS[table]
-        if frame.select(pl.struct(key, "etl_row_hash").is_duplicated().any()).item():
-            frame = frame.unique([key, "etl_row_hash"], keep="first", maintain_order=True)
-        frame = frame.sort([*FACT_ORDER[table], key], maintain_order=True)
+        frame = fact_versions(table, frame)
     staging = sql.Identifier(f"stg_{table}")
     columns = sql.SQL(", ").join(map(sql.Identifier, frame.columns))
     conn.execute(
@@ -209,6 +219,33 @@ def stage(conn: psycopg.Connection, table: str, frame: pl.DataFrame) -> int:
     # Temporary tables are never auto-analysed; the merges below join on them.
     conn.execute(sql.SQL("ANALYZE {}").format(staging))
     return frame.height
+
+
+def fact_versions(table: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """A curated fact frame -> one row per version (natural key, etl_row_hash), oldest first."""
+    key = KEYS[table]
+    if frame.select(pl.struct(key, "etl_row_hash").is_duplicated().any()).item():
+        frame = frame.unique([key, "etl_row_hash"], keep="first", maintain_order=True)
+    return frame.sort([*FACT_ORDER[table], key], maintain_order=True)
+
+
+def is_empty(conn: psycopg.Connection, table: str) -> bool:
+    """Whether warehouse table `table` has no row at all."""
+    row = conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table))).fetchone()
+    return bool(row and row[0])
+
+
+def copy_facts(conn: psycopg.Connection, table: str, frame: pl.DataFrame, run_id: str) -> Constraints:
+    """COPY a curated fact frame straight into the empty fact `table`, one row per version, oldest first;
+    return the table's version key and foreign keys, dropped for the COPY, for `add_constraints`.
+
+    The first load of a table has no known version to filter out, so staging and an INSERT ... SELECT
+    would copy every row twice; the constraints are re-added once the dimensions are merged.
+    """
+    versions = fact_versions(table, frame).with_columns(etl_run_id=pl.lit(run_id, pl.String))
+    constraints = drop_constraints(conn, table)
+    copy_frame(conn, sql.Identifier(table), versions)
+    return Constraints(table, tuple(constraints), versions.height)
 
 
 def copy_frame(conn: psycopg.Connection, target: sql.Composable, frame: pl.DataFrame) -> None:
@@ -243,9 +280,25 @@ def date_columns(conn: psycopg.Connection, staged: Sequence[str]) -> dict[str, l
     return found
 
 
-def merge_dim_date(conn: psycopg.Connection, staged: Sequence[str]) -> Merged:
-    """Add every missing day between the earliest and latest of the existing and staged dates."""
+def date_bounds(frame: pl.DataFrame) -> tuple[date, date] | None:
+    """The earliest and latest date in any date column of `frame`; None if it has none."""
+    dates = frame.select(pl.col(pl.Date))
+    if dates.width == 0:
+        return None
+    lo, hi = dates.select(
+        pl.min_horizontal(pl.all().min()).alias("lo"), pl.max_horizontal(pl.all().max()).alias("hi")
+    ).row(0)
+    return None if lo is None else (lo, hi)
+
+
+def merge_dim_date(conn: psycopg.Connection, staged: Sequence[str], extra: Sequence[tuple[date, date]] = ()) -> Merged:
+    """Add every missing day between the earliest and latest of the existing dates, the staged dates
+    and the `extra` (earliest, latest) pairs (dates of frames copied without staging)."""
     bounds: list[sql.Composable] = [sql.SQL("SELECT min(date_id) AS lo, max(date_id) AS hi FROM dim_date")]
+    params: dict[str, object] = {"day_names": list(DAY_NAMES), "month_names": list(MONTH_NAMES)}
+    if extra:
+        params["extra_lo"], params["extra_hi"] = min(lo for lo, _ in extra), max(hi for _, hi in extra)
+        bounds.append(sql.SQL("SELECT %(extra_lo)s::date AS lo, %(extra_hi)s::date AS hi"))
     for table, columns in date_columns(conn, staged).items():
         cols = [sql.Identifier(c) for c in columns]
         bounds.append(
@@ -279,7 +332,7 @@ def merge_dim_date(conn: psycopg.Connection, staged: Sequence[str]) -> Merged:
         ON CONFLICT (date_id) DO NOTHING
         """
     ).format(sql.SQL(" UNION ALL ").join(bounds))
-    cur = conn.execute(query, {"day_names": list(DAY_NAMES), "month_names": list(MONTH_NAMES)})
+    cur = conn.execute(query, params)
     return Merged(inserted=max(cur.rowcount, 0))
 
 
@@ -326,8 +379,10 @@ def merge_dimension(conn: psycopg.Connection, table: str, columns: Sequence[str]
     return Merged(inserted=max(inserted, 0), updated=max(updated, 0))
 
 
-def missing_references(conn: psycopg.Connection, table: str) -> list[MissingReference]:
-    """The dimension ids stg_<table> references that no dimension row has (at most 100 per column)."""
+def missing_references(conn: psycopg.Connection, table: str, *, staged: bool = True) -> list[MissingReference]:
+    """The dimension ids stg_<table> (or, not `staged`, `table` itself) references that no dimension
+    row has (at most 100 per column)."""
+    source = sql.Identifier(f"stg_{table}" if staged else table)
     missing = []
     for column, dimension in REFERENCES[table]:
         query = sql.SQL(
@@ -335,7 +390,7 @@ def missing_references(conn: psycopg.Connection, table: str) -> list[MissingRefe
             "WHERE NOT EXISTS (SELECT 1 FROM {dim} d WHERE d.{key} = s.{col}) ORDER BY 1 LIMIT 100"
         ).format(
             col=sql.Identifier(column),
-            staging=sql.Identifier(f"stg_{table}"),
+            staging=source,
             dim=sql.Identifier(dimension),
             key=sql.Identifier(KEYS[dimension]),
         )
@@ -375,7 +430,15 @@ def insert_facts(
         ).format(sql.Identifier(table), key, key),
         conflict=sql.SQL("") if bulk else sql.SQL("ON CONFLICT ({}, etl_row_hash) DO NOTHING").format(key),
     )
-    constraints = table_constraints(conn, table) if bulk else []
+    constraints = drop_constraints(conn, table) if bulk else []
+    cur = conn.execute(query, {"run_id": run_id})
+    add_constraints(conn, Constraints(table, tuple(constraints), 0))
+    return Merged(inserted=max(cur.rowcount, 0))
+
+
+def drop_constraints(conn: psycopg.Connection, table: str) -> list[tuple[str, str]]:
+    """Drop the unique keys and foreign keys of `table`; (name, definition) of each, to re-add."""
+    constraints = table_constraints(conn, table)
     if constraints:
         conn.execute(
             sql.SQL("ALTER TABLE {} {}").format(
@@ -383,19 +446,24 @@ def insert_facts(
                 sql.SQL(", ").join(sql.SQL("DROP CONSTRAINT {}").format(sql.Identifier(n)) for n, _ in constraints),
             )
         )
-    cur = conn.execute(query, {"run_id": run_id})
-    if constraints:
-        # Definitions as the catalog printed them (pg_get_constraintdef), re-added under the same names.
-        conn.execute(
-            sql.SQL("ALTER TABLE {} {}").format(
-                sql.Identifier(table),
-                sql.SQL(", ").join(
-                    sql.SQL("ADD CONSTRAINT {} {}").format(sql.Identifier(name), sql.SQL(definition))
-                    for name, definition in constraints
-                ),
-            )
+    return constraints
+
+
+def add_constraints(conn: psycopg.Connection, dropped: Constraints) -> None:
+    """Re-add constraints `drop_constraints` dropped, in one ALTER TABLE: the unique index is built by
+    one sort and each foreign key checked by one join over the whole table."""
+    if not dropped.definitions:
+        return
+    # Definitions as the catalog printed them (pg_get_constraintdef), re-added under the same names.
+    conn.execute(
+        sql.SQL("ALTER TABLE {} {}").format(
+            sql.Identifier(dropped.table),
+            sql.SQL(", ").join(
+                sql.SQL("ADD CONSTRAINT {} {}").format(sql.Identifier(name), sql.SQL(definition))
+                for name, definition in dropped.definitions
+            ),
         )
-    return Merged(inserted=max(cur.rowcount, 0))
+    )
 
 
 def is_bulk(conn: psycopg.Connection, table: str) -> bool:
