@@ -7,7 +7,7 @@ dimensions (the latest version given) and one row per distinct version for facts
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cache
 
 import polars as pl
@@ -20,6 +20,7 @@ from shared.transform.hashing import row_hash
 from shared.transform.state import latest_per_key
 
 _FOUND = "__etl_found"
+_ROW = "__etl_row"
 
 
 def _text(column: str) -> pl.Expr:
@@ -206,10 +207,13 @@ def _versions(frame: pl.DataFrame, table: str) -> pl.DataFrame:
     rows = _conform(frame.with_columns(pl.lit(None, pl.String).alias("etl_row_hash")), table)
     rows = rows.with_columns(row_hash(rows, contract))
     updated_time = "last_updated" if table == "fact_payment" else "last_updated_time"
-    ordered = rows.sort([key, "last_updated_date", updated_time, "etl_row_hash"])
-    # Equal contents have equal keys, times and hashes, so sorting made every duplicate adjacent.
+    order = [key, "last_updated_date", updated_time, "etl_row_hash"]
+    # Equal contents have equal keys, times and hashes, so sorting made every duplicate adjacent. Only the
+    # sort columns are sorted, and the kept rows gathered once: sorting and filtering whole rows would
+    # hold three copies of them.
     first = (pl.col(key) != pl.col(key).shift()) | (pl.col("etl_row_hash") != pl.col("etl_row_hash").shift())
-    return ordered.filter(first.fill_null(True))
+    kept = rows.select(order).with_row_index(_ROW).sort(order).filter(first.fill_null(True)).get_column(_ROW)
+    return rows[kept]
 
 
 def build_fact_sales_order(sales_order: pl.DataFrame) -> pl.DataFrame:
@@ -234,9 +238,22 @@ def build_fact_payment(payment: pl.DataFrame) -> pl.DataFrame:
     return _versions(_parse_text_dates(frame, "payment", "payment_id", ("payment_date",)), "fact_payment")
 
 
+def fact_dates(table: str, frame: pl.DataFrame) -> pl.Series:
+    """The distinct dates (named date_id, nulls kept) that the date columns of fact `table`'s rows reference."""
+    columns = FACT_DATE_COLUMNS.get(table, ())
+    if not columns:
+        return pl.Series("date_id", [], dtype=pl.Date)
+    return pl.concat([frame.get_column(c).alias("date_id") for c in columns]).unique()
+
+
+def build_dim_date_of(dates: Iterable[pl.Series]) -> pl.DataFrame:
+    """dim_date rows: one per distinct non-null date of any of the `dates` series."""
+    series = [d.alias("date_id") for d in dates]
+    if not series:
+        return calendar_rows(pl.Series("date_id", [], dtype=pl.Date))
+    return calendar_rows(pl.concat(series))
+
+
 def build_dim_date(facts: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
     """dim_date rows: one per distinct date that any date column of the given fact frames references."""
-    dates = [frame.get_column(column) for table, frame in facts.items() for column in FACT_DATE_COLUMNS.get(table, ())]
-    if not dates:
-        return calendar_rows(pl.Series("date_id", [], dtype=pl.Date))
-    return calendar_rows(pl.concat([d.alias("date_id") for d in dates]))
+    return build_dim_date_of(fact_dates(table, frame) for table, frame in facts.items() if FACT_DATE_COLUMNS.get(table))

@@ -130,19 +130,14 @@ def row_hash(frame: pl.DataFrame, columns: Sequence[str]) -> pl.Series:
     selected = frame.select(columns)
     if selected.height == 0:
         return pl.Series("etl_row_hash", [], dtype=pl.String)
-    words, null_mask = _words(selected)
-    string_columns = [selected.get_column(c) if w is None else None for c, w in zip(columns, words, strict=True)]
     parts = []
     with np.errstate(over="ignore"):  # the mixing arithmetic is modulo 2**64 by design
+        # The words of one batch at a time: whole-column word arrays would cost 8 bytes per row and column.
         for start in range(0, selected.height, BATCH_ROWS):
-            stop = start + BATCH_ROWS
-            parts.append(
-                _hash_batch(
-                    [None if s is None else s.slice(start, BATCH_ROWS) for s in string_columns],
-                    [None if w is None else w[start:stop] for w in words],
-                    null_mask[start:stop],
-                )
-            )
+            batch = selected.slice(start, BATCH_ROWS)
+            words, null_mask = _words(batch)
+            strings = [batch.get_column(c) if w is None else None for c, w in zip(columns, words, strict=True)]
+            parts.append(_hash_batch(strings, words, null_mask))
     return pl.concat(parts).alias("etl_row_hash")
 
 

@@ -9,7 +9,7 @@ run emits today's values, never older ones.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -39,11 +39,17 @@ from shared.transform.errors import InvalidValueError, MissingColumnError, Missi
 from shared.transform.state import STATE_TABLES, merge_state
 
 __all__ = [
+    "FACTS",
+    "SOURCE_OF",
     "InvalidValueError",
     "MissingColumnError",
     "MissingReferenceError",
     "TransformResult",
+    "advance_state",
+    "build_from_source",
+    "build_state_dimensions",
     "conform_source",
+    "null_warnings",
     "required_columns",
     "transform_run",
 ]
@@ -98,8 +104,8 @@ def _ids(frame: pl.DataFrame | None, column: str) -> pl.Series:
     return frame.get_column(column).unique()
 
 
-def _null_warnings(table: str, frame: pl.DataFrame) -> list[str]:
-    """A warning per NOT NULL warehouse column that holds nulls (the load would reject the run)."""
+def null_warnings(table: str, frame: pl.DataFrame) -> list[str]:
+    """A warning per NOT NULL column of output `table` that holds nulls in `frame` (the load would reject it)."""
     key = TABLE_KEYS[table]
     warnings = []
     for column in OUTPUT_SCHEMA[table]:
@@ -113,16 +119,8 @@ def _null_warnings(table: str, frame: pl.DataFrame) -> list[str]:
     return warnings
 
 
-def transform_run(raw: Mapping[str, pl.DataFrame], state: Mapping[str, pl.DataFrame]) -> TransformResult:
-    """One run's raw source rows (changed tables only) and the previous state -> star rows and new state."""
-    warnings: list[str] = []
-    run: dict[str, pl.DataFrame] = {}
-    for table, frame in raw.items():
-        if table not in SOURCE_SCHEMA:
-            warnings.append(f"raw table {table!r} is not a source table the transform knows; it was ignored")
-            continue
-        run[table] = conform_source(frame, table, "raw")
-
+def advance_state(run: Mapping[str, pl.DataFrame], state: Mapping[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """The new current rows of every STATE_TABLES table: the previous `state` merged with the run's conformed rows."""
     current: dict[str, pl.DataFrame] = {}
     for table in STATE_TABLES:
         old = conform_source(state[table], table, "state") if table in state else None
@@ -130,18 +128,14 @@ def transform_run(raw: Mapping[str, pl.DataFrame], state: Mapping[str, pl.DataFr
             current[table] = merge_state(old, run[table], primary_key(table))
         else:
             current[table] = old if old is not None else _empty_source(table)
+    return current
 
+
+def build_state_dimensions(
+    run: Mapping[str, pl.DataFrame], current: Mapping[str, pl.DataFrame]
+) -> dict[str, pl.DataFrame]:
+    """dim_staff, dim_location and dim_counterparty rows for what the run's parent tables changed (design rule 5)."""
     tables: dict[str, pl.DataFrame] = {}
-    facts = {
-        "fact_sales_order": (build_fact_sales_order, "sales_order"),
-        "fact_purchase_order": (build_fact_purchase_order, "purchase_order"),
-        "fact_payment": (build_fact_payment, "payment"),
-    }
-    for name, (build, source) in facts.items():
-        if source in run:
-            tables[name] = build(run[source])
-    tables["dim_date"] = build_dim_date(tables)
-
     changed_departments = _ids(run.get("department"), "department_id")
     staff = current["staff"].filter(
         pl.col("staff_id").is_in(_ids(run.get("staff"), "staff_id").implode())
@@ -157,18 +151,62 @@ def transform_run(raw: Mapping[str, pl.DataFrame], state: Mapping[str, pl.DataFr
         | pl.col("legal_address_id").is_in(changed_addresses.implode())
     )
     tables["dim_counterparty"] = build_dim_counterparty(counterparty, current["address"])
+    return tables
 
-    if "currency" in run:
-        tables["dim_currency"], currency_warnings = build_dim_currency(run["currency"])
-        warnings.extend(currency_warnings)
-    if "design" in run:
-        tables["dim_design"] = build_dim_design(run["design"])
-    if "payment_type" in run:
-        tables["dim_payment_type"] = build_dim_payment_type(run["payment_type"])
-    if "transaction" in run:
-        tables["dim_transaction"] = build_dim_transaction(run["transaction"])
+
+def build_from_source(table: str, source: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    """Output `table` (one of SOURCE_OF) from its conformed source rows; and its warnings."""
+    if table == "dim_currency":
+        return build_dim_currency(source)
+    return _SINGLE_SOURCE_BUILDERS[table](source), []
+
+
+_SINGLE_SOURCE_BUILDERS: dict[str, Callable[[pl.DataFrame], pl.DataFrame]] = {
+    "fact_sales_order": build_fact_sales_order,
+    "fact_purchase_order": build_fact_purchase_order,
+    "fact_payment": build_fact_payment,
+    "dim_design": build_dim_design,
+    "dim_payment_type": build_dim_payment_type,
+    "dim_transaction": build_dim_transaction,
+}
+# Output tables built from one source table alone, in build order (facts first: dim_date needs their dates).
+FACTS: dict[str, str] = {
+    "fact_sales_order": "sales_order",
+    "fact_purchase_order": "purchase_order",
+    "fact_payment": "payment",
+}
+SOURCE_OF: dict[str, str] = {
+    **FACTS,
+    "dim_currency": "currency",
+    "dim_design": "design",
+    "dim_payment_type": "payment_type",
+    "dim_transaction": "transaction",
+}
+
+
+def transform_run(raw: Mapping[str, pl.DataFrame], state: Mapping[str, pl.DataFrame]) -> TransformResult:
+    """One run's raw source rows (changed tables only) and the previous state -> star rows and new state."""
+    warnings: list[str] = []
+    run: dict[str, pl.DataFrame] = {}
+    for table, frame in raw.items():
+        if table not in SOURCE_SCHEMA:
+            warnings.append(f"raw table {table!r} is not a source table the transform knows; it was ignored")
+            continue
+        run[table] = conform_source(frame, table, "raw")
+
+    current = advance_state(run, state)
+    tables: dict[str, pl.DataFrame] = {}
+    for name, source in FACTS.items():
+        if source in run:
+            tables[name], _ = build_from_source(name, run[source])
+    tables["dim_date"] = build_dim_date(tables)
+    tables.update(build_state_dimensions(run, current))
+    for name, source in SOURCE_OF.items():
+        if name not in FACTS and source in run:
+            tables[name], built_warnings = build_from_source(name, run[source])
+            warnings.extend(built_warnings)
 
     produced = {t: tables[t] for t in OUTPUT_SCHEMA if t in tables and tables[t].height}
     for table, frame in produced.items():
-        warnings.extend(_null_warnings(table, frame))
+        warnings.extend(null_warnings(table, frame))
     return TransformResult(tables=produced, state=current, warnings=warnings)

@@ -1,6 +1,10 @@
 """The transform stage's I/O: one raw run (manifest + Parquet) in; curated Parquet, state and manifest out.
 
-The pure work is `transform_run` (shared.transform.model); this module reads what the raw manifest
+The pure work is that of `transform_run` (shared.transform.model), done here one output table at a time
+(`build_outputs`) so that memory holds one table's frames, not the run's: the raw files wait in a local
+temporary folder, each builder reads only the columns of the tables it needs, and each output is encoded
+to that folder and dropped before the next is built. Nothing is uploaded until every table is built, so
+bad input still quarantines a run before any curated blob exists. This module reads what the raw manifest
 names, checks it, and writes the results so that any step may crash and be retried:
 
 1. curated/<table>/<run_id>.parquet   write-once; a blob left by a crashed attempt with the same bytes
@@ -36,12 +40,14 @@ import io
 import json
 import logging
 import re
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
@@ -50,8 +56,17 @@ from shared.errors import TerminalError
 from shared.lake import BlobExistsError, ConcurrentUpdateError, Lake
 from shared.schema import SOURCE_SCHEMA, primary_key
 from shared.settings import Settings, load_settings
-from shared.transform.contract import TABLE_KEYS, required_columns
-from shared.transform.model import transform_run
+from shared.transform.builders import build_dim_date_of, fact_dates
+from shared.transform.contract import OUTPUT_SCHEMA, TABLE_KEYS, required_columns
+from shared.transform.model import (
+    FACTS,
+    SOURCE_OF,
+    advance_state,
+    build_from_source,
+    build_state_dimensions,
+    conform_source,
+    null_warnings,
+)
 from shared.transform.state import STATE_TABLES, merge_state
 
 log = logging.getLogger(__name__)
@@ -67,6 +82,8 @@ JSON = "application/json"
 STATE_ATTEMPTS = 5
 # Blobs read or written at once: enough to overlap the storage round trips of one run's files.
 IO_THREADS = 8
+# Curated files uploaded at once: each may be buffered whole by the SDK, so fewer than IO_THREADS.
+UPLOAD_THREADS = 4
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -149,6 +166,35 @@ class RawManifest:
 
 
 @dataclass(frozen=True)
+class StagedFile:
+    """A raw file checked against its manifest entry, waiting in a local file until its table is built."""
+
+    table: str
+    path: Path
+    where: str  # <raw container>/<file>, for messages
+    run_id: str
+    casts: tuple[str, ...]  # columns stored in another dtype than the source's (checked to cast)
+
+
+@dataclass(frozen=True)
+class EncodedTable:
+    """One output table encoded as curated Parquet in a local file, ready to upload."""
+
+    path: Path
+    rows: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class BuiltRun:
+    """The run's encoded output tables (non-empty only), the new state and the transform's warnings."""
+
+    outputs: dict[str, EncodedTable]
+    state: dict[str, pl.DataFrame]
+    warnings: list[str]
+
+
+@dataclass(frozen=True)
 class StateBlob:
     """One state table as read: its bytes and ETag (None, None before the first run) and its rows."""
 
@@ -172,25 +218,30 @@ def transform(lake: Lake, run_id: str) -> TransformOutcome:
             "Check the run_id (`totes status`) or extract first"
         )
     phases: dict[str, float] = {}
-    try:
-        manifest = parse_raw_manifest(run_id, raw_manifest, f"{lake.raw}/{manifest_name}")
-        raw, warnings = read_raw(lake, manifest)
-        state = read_state(lake)
-        current = {t: blob.frame for t, blob in state.items() if blob.frame is not None}
-        phases["read"] = time.perf_counter() - started
+    # Raw files and encoded outputs wait on local disk, not in memory: one table's frames are resident
+    # at a time, which keeps a x100 run within the Function instance's memory.
+    with tempfile.TemporaryDirectory(prefix="totes-transform-") as folder:
         try:
-            result = transform_run(raw, current)
+            manifest = parse_raw_manifest(run_id, raw_manifest, f"{lake.raw}/{manifest_name}")
+            staged, warnings = stage_raw(lake, manifest, Path(folder))
+            state = read_state(lake)
+            previous = {t: blob.frame for t, blob in state.items() if blob.frame is not None}
+            phases["read"] = time.perf_counter() - started
+            try:
+                built = build_outputs(staged, previous, Path(folder))
+            except BadRunError:
+                raise
+            except TerminalError as exc:  # the pure transform's bad-input errors (missing column, reference)
+                raise BadRunError(run_id, str(exc)) from exc
             phases["build"] = time.perf_counter() - started - phases["read"]
-        except TerminalError as exc:  # the pure transform's bad-input errors (missing column, reference)
-            raise BadRunError(run_id, str(exc)) from exc
-    except BadRunError as exc:
-        return _quarantine(lake, exc, started)
+        except BadRunError as exc:
+            return _quarantine(lake, exc, started)
 
-    warnings += result.warnings
-    for message in result.warnings:
-        log.warning("run %s: %s", run_id, message)
-    tables = write_tables(lake, run_id, result.tables)
-    write_state(lake, state, result.state)
+        warnings += built.warnings
+        for message in built.warnings:
+            log.warning("run %s: %s", run_id, message)
+        tables = write_outputs(lake, run_id, built.outputs)
+    write_state(lake, state, built.state)
     body = {
         "run_id": run_id,
         "extracted_at": manifest.extracted_at,
@@ -298,22 +349,28 @@ def _raw_file(table: str, entry: Any, bad: Any) -> RawFile:
     return RawFile(table, file, rows, sha.lower(), size, stamp)
 
 
-def read_raw(lake: Lake, manifest: RawManifest) -> tuple[dict[str, pl.DataFrame], list[str]]:
-    """The run's source frames (known columns, source dtypes) and warnings; BadRunError on bad files."""
+def stage_raw(lake: Lake, manifest: RawManifest, folder: Path) -> tuple[dict[str, StagedFile], list[str]]:
+    """The run's raw files of known source tables, checked and copied into `folder`, and warnings; BadRunError
+    on a bad file. Only the Parquet footers are read here; `load_raw` reads a table's rows when it is built."""
     with ThreadPoolExecutor(IO_THREADS) as pool:
-        results = list(pool.map(lambda f: _read_raw_file(lake, manifest.run_id, f), manifest.files))
-    frames: dict[str, pl.DataFrame] = {}
+        results = list(
+            pool.map(
+                lambda item: _stage_raw_file(lake, manifest.run_id, item[1], folder / f"raw-{item[0]}.parquet"),
+                enumerate(manifest.files),
+            )
+        )
+    staged: dict[str, StagedFile] = {}
     warnings: list[str] = []
-    for raw_file, (frame, file_warnings) in zip(manifest.files, results, strict=True):
+    for raw_file, (file, file_warnings) in zip(manifest.files, results, strict=True):
         warnings += file_warnings
-        if frame is not None:
-            frames[raw_file.table] = frame
+        if file is not None:
+            staged[raw_file.table] = file
     for message in warnings:
         log.warning(message)
-    return frames, warnings
+    return staged, warnings
 
 
-def _read_raw_file(lake: Lake, run_id: str, raw: RawFile) -> tuple[pl.DataFrame | None, list[str]]:
+def _stage_raw_file(lake: Lake, run_id: str, raw: RawFile, path: Path) -> tuple[StagedFile | None, list[str]]:
     where = f"{lake.raw}/{raw.file}"
 
     def bad(reason: str, columns: Iterable[str] = ()) -> BadRunError:
@@ -327,33 +384,90 @@ def _read_raw_file(lake: Lake, run_id: str, raw: RawFile) -> tuple[pl.DataFrame 
         raise bad(f"sha256 is {digest}, the raw manifest says {raw.sha256}: the file was altered or replaced")
     if raw.size is not None and len(data) != raw.size:
         raise bad(f"has {len(data)} bytes, the raw manifest says {raw.size}")
+    path.write_bytes(data)
+    del data
     try:
-        frame = pl.read_parquet(io.BytesIO(data))
+        found = pl.read_parquet_schema(path)
+        height = pl.scan_parquet(path).select(pl.len()).collect().item()
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise bad(f"is not readable as Parquet ({exc})") from exc
-    if frame.height != raw.rows:
-        raise bad(f"has {frame.height} rows, the raw manifest says {raw.rows}")
+    if height != raw.rows:
+        raise bad(f"has {height} rows, the raw manifest says {raw.rows}")
     schema = SOURCE_SCHEMA.get(raw.table)
     if schema is None:
         return None, [f"run {run_id} file {where}: source table {raw.table!r} is unknown to the transform; ignored"]
     warnings = [
         f"run {run_id} file {where} column {column}: not a column of source table {raw.table}; ignored"
-        for column in frame.columns
+        for column in found
         if column not in schema
     ]
-    missing = [c for c in required_columns(raw.table) if c not in frame.columns]
+    missing = [c for c in required_columns(raw.table) if c not in found]
     if missing:
         raise bad(f"lacks required column(s) of source table {raw.table}", missing)
-    known = [c for c in schema if c in frame.columns]
-    casts = []
-    for column in known:
-        if frame.schema[column] != schema[column]:
-            casts.append(column)
+    casts = [c for c in schema if c in found and found[c] != schema[c]]
+    if casts:  # rare (a source type change): check the casts now, so that a bad value quarantines before any build
+        try:
+            pl.read_parquet(path, columns=casts).select([pl.col(c).cast(schema[c], strict=True) for c in casts])
+        except pl.exceptions.PolarsError as exc:
+            raise bad(f"cannot be read as the source types ({exc})", casts) from exc
+    return StagedFile(raw.table, path, where, run_id, tuple(casts)), warnings
+
+
+def load_raw(staged: StagedFile) -> pl.DataFrame:
+    """The required columns of a staged raw file, in their source dtypes, conformed for the builders."""
+    schema = SOURCE_SCHEMA[staged.table]
+    columns = list(required_columns(staged.table))
     try:
-        frame = frame.select([pl.col(c).cast(schema[c], strict=True) if c in casts else pl.col(c) for c in known])
-    except pl.exceptions.PolarsError as exc:
-        raise bad(f"cannot be read as the source types ({exc})", casts) from exc
-    return frame, warnings
+        frame = pl.read_parquet(staged.path, columns=columns)
+        frame = frame.with_columns([pl.col(c).cast(schema[c], strict=True) for c in staged.casts if c in columns])
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise BadRunError(staged.run_id, f"is not readable as Parquet ({exc})", file=staged.where) from exc
+    return conform_source(frame, staged.table, "raw")
+
+
+def build_outputs(staged: Mapping[str, StagedFile], state: Mapping[str, pl.DataFrame], folder: Path) -> BuiltRun:
+    """Every output table of the run, built one at a time from the staged raw files and encoded into `folder`.
+
+    Each table's source and output frames are dropped once it is encoded, so the memory needed is that of
+    the largest single table, not of the run. The tables, state and warnings are those of `transform_run`.
+    """
+    outputs: dict[str, EncodedTable] = {}
+    null_found: dict[str, list[str]] = {}
+    warnings: list[str] = []
+
+    def emit(table: str, frame: pl.DataFrame) -> None:
+        if frame.height:
+            null_found[table] = null_warnings(table, frame)
+            outputs[table] = _encode(sort_for_output(table, frame), folder / f"{table}.parquet")
+
+    dates = []
+    for name, source in FACTS.items():
+        if source in staged:
+            frame, _ = build_from_source(name, load_raw(staged[source]))
+            dates.append(fact_dates(name, frame))
+            emit(name, frame)
+            del frame
+    emit("dim_date", build_dim_date_of(dates))
+    parents = {t: load_raw(staged[t]) for t in STATE_TABLES if t in staged}
+    current = advance_state(parents, state)
+    for name, frame in build_state_dimensions(parents, current).items():
+        emit(name, frame)
+    for name, source in SOURCE_OF.items():
+        if name not in FACTS and source in staged:
+            frame, built_warnings = build_from_source(name, load_raw(staged[source]))
+            warnings += built_warnings
+            emit(name, frame)
+            del frame
+    for table in OUTPUT_SCHEMA:
+        warnings += null_found.get(table, [])
+    return BuiltRun(outputs, current, warnings)
+
+
+def _encode(frame: pl.DataFrame, path: Path) -> EncodedTable:
+    frame.write_parquet(path, compression="zstd", statistics=True)
+    with path.open("rb") as stream:
+        digest = hashlib.file_digest(stream, "sha256").hexdigest()
+    return EncodedTable(path, frame.height, digest)
 
 
 def read_state(lake: Lake) -> dict[str, StateBlob]:
@@ -377,17 +491,17 @@ def read_state_table(lake: Lake, table: str) -> StateBlob:
     return StateBlob(blob.data, blob.etag, frame)
 
 
-def write_tables(lake: Lake, run_id: str, tables: Mapping[str, pl.DataFrame]) -> dict[str, dict[str, Any]]:
-    """Write each non-empty table to curated/<table>/<run_id>.parquet; the manifest's `tables` entries."""
+def write_outputs(lake: Lake, run_id: str, outputs: Mapping[str, EncodedTable]) -> dict[str, dict[str, Any]]:
+    """Upload each encoded table to curated/<table>/<run_id>.parquet; the manifest's `tables` entries."""
 
     def write(table: str) -> dict[str, Any]:
-        data = _parquet(sort_for_output(table, tables[table]))
+        encoded = outputs[table]
         name = f"{table}/{run_id}.parquet"
-        _write_once(lake, run_id, name, data)
-        return {"file": name, "rows": tables[table].height, "sha256": hashlib.sha256(data).hexdigest()}
+        _write_once(lake, run_id, name, encoded.path)
+        return {"file": name, "rows": encoded.rows, "sha256": encoded.sha256}
 
-    names = sorted(t for t, frame in tables.items() if frame.height)
-    with ThreadPoolExecutor(IO_THREADS) as pool:  # encoding and upload overlap across tables
+    names = sorted(outputs)
+    with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
         return dict(zip(names, pool.map(write, names), strict=True))
 
 
@@ -397,11 +511,12 @@ def sort_for_output(table: str, frame: pl.DataFrame) -> pl.DataFrame:
     return frame.sort(keys, maintain_order=True)
 
 
-def _write_once(lake: Lake, run_id: str, name: str, data: bytes) -> None:
+def _write_once(lake: Lake, run_id: str, name: str, path: Path) -> None:
     try:
-        lake.put_once(lake.curated, name, data, PARQUET)
+        with path.open("rb") as stream:
+            lake.put_once(lake.curated, name, stream, PARQUET)
     except BlobExistsError:
-        if lake.get(lake.curated, name) != data:
+        if lake.get(lake.curated, name) != path.read_bytes():
             raise OutputConflictError(
                 f"run {run_id}: {lake.curated}/{name} exists from an earlier attempt with different bytes "
                 f"(the state or the code changed since). No manifest names it yet, so nothing read it: delete "
