@@ -5,8 +5,8 @@ the small dimensions keep their snapshot sizes), writes it to private containers
 Azurite (`LocalStack(Path('.local')).up()`), then in fresh child processes:
 1. load():   shared.load.load into an empty warehouse database (download, verify, COPY to staging,
              merge, ledger, commit);
-2. baseline: the same frames COPY'd (same CSV path) into unindexed, constraint-free tables, one
-             transaction (reading the files from the lake is not timed).
+2. baseline: the same frames COPY'd (same COPY path: binary, CSV where a type needs it) into
+             unindexed, constraint-free tables, one transaction (reading the lake is not timed).
 Prints rows/s, the ratio load/baseline and each child's peak RSS (also written to
 bench/results/load-x<scale>-<time>.json). Scratch databases and containers are dropped at the end;
 the stack itself is left running.
@@ -269,7 +269,7 @@ def child_copy(env: dict[str, str], run_id: str) -> dict[str, Any]:
                 )
             )
             started = time.perf_counter()
-            merge.copy_frame(conn, target, frame)
+            merge.copy_frame(conn, table, frame, schema="plain")
             seconds += time.perf_counter() - started
             rows += frame.height
         started = time.perf_counter()
@@ -327,7 +327,7 @@ def main() -> None:
         print("  steps: " + ", ".join(f"{k} {v:.2f}" for k, v in loaded["timings"].items()))
         print(
             f"plain COPY: {copied['duration_s']:8.2f} s  {copied['rows'] / copied['duration_s']:>12,.0f} rows/s  "
-            f"(unindexed tables, same CSV path)  peak RSS {copied['rss']:,.0f} MiB"
+            f"(unindexed tables, same COPY path)  peak RSS {copied['rss']:,.0f} MiB"
         )
         ratio = loaded["duration_s"] / copied["duration_s"]
         print(f"ratio load/COPY: {ratio:.2f}")

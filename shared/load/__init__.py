@@ -3,8 +3,9 @@
 One transaction per run, serialised with every other load by an advisory lock:
 DDL if missing -> ledger check (a loaded run is a no-op) -> COPY every curated file into staging ->
 dim_date (contiguous calendar) -> the 7 dimensions (newest version wins) -> the facts (new versions only)
--> ledger row -> commit. Any error rolls all of it back. A large fact file for an empty fact table (a
-first load) is copied straight into it instead of staging, its constraints re-added at the facts step.
+-> ledger row -> commit. Any error rolls all of it back. A large fact or dimension file for an empty
+table (a first load) is copied straight into it instead of staging; a fact table's constraints are
+re-added at the facts step.
 """
 
 from __future__ import annotations
@@ -214,6 +215,7 @@ def _load(
         manifest = read_manifest(lake, run_id)
 
     columns: dict[str, list[str]] = {}
+    rows: dict[str, int] = {}
     # Facts copied straight into their empty tables (first load), constraints to re-add after the dims.
     copied: dict[str, merge.Constraints] = {}
     copied_dates: list[tuple[date, date]] = []
@@ -224,23 +226,25 @@ def _load(
         with timer("read", table):
             frame = read_curated(lake, run_id, entry, columns[table])
         with timer("staging", table):
-            if table in merge.FACTS and frame.height >= merge.BULK_FACT_ROWS and merge.is_empty(conn, table):
+            first_load = frame.height >= merge.BULK_FACT_ROWS and merge.is_empty(conn, table)
+            if first_load and table in merge.FACTS:
                 copied[table] = merge.copy_facts(conn, table, frame, run_id)
                 if (bounds := merge.date_bounds(frame)) is not None:
                     copied_dates.append(bounds)
+            elif first_load and table in merge.DIMENSIONS:  # no date column, no foreign key
+                rows[table] = merge.copy_dimension(conn, table, frame, run_id)
             else:
                 merge.stage(conn, table, frame)
         del frame  # one curated frame in memory at a time
     crash("staging")
 
-    rows: dict[str, int] = {}
     with timer("dim_date"):
-        staged = [t for t in columns if t not in copied]
+        staged = [t for t in columns if t not in copied and t not in rows]
         rows["dim_date"] = merge.merge_dim_date(conn, staged, copied_dates).rows
         crash("dim_date")
     with timer("dims"):
         for table in merge.DIMENSIONS:
-            if table in columns:
+            if table in columns and table not in rows:
                 with timer.at(table):
                     rows[table] = merge.merge_dimension(conn, table, columns[table], run_id).rows
         crash("dims")

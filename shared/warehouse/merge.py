@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from shared.warehouse import apply_schema, schema_sql
+from shared.warehouse import apply_schema, pgcopy, schema_sql
 
 DIMENSIONS: tuple[str, ...] = (
     "dim_staff",
@@ -52,6 +52,12 @@ TRANSFORM_COLUMNS: dict[str, tuple[str, ...]] = {
     "dim_date": (),
     **{table: ("etl_source_updated",) for table in DIMENSIONS},
     **{table: ("etl_row_hash",) for table in FACTS},
+}
+# The serial primary key of each fact table: one row per version (see `copy_facts`).
+RECORD_IDS: dict[str, str] = {
+    "fact_sales_order": "sales_record_id",
+    "fact_purchase_order": "purchase_record_id",
+    "fact_payment": "payment_record_id",
 }
 # A fact version's position in time: record ids are assigned in this order so they grow with time.
 FACT_ORDER: dict[str, tuple[str, ...]] = {
@@ -97,7 +103,7 @@ MONTH_NAMES = (
     "November",
     "December",
 )
-# Rows per CSV chunk streamed into COPY: bounds the memory of the text form of a large frame.
+# Rows per chunk streamed into COPY: bounds the memory of the binary or text form of a large frame.
 COPY_BATCH_ROWS = 200_000
 # A fact batch of at least this many rows, and at least 1/BULK_FACT_RATIO of the table's rows, is
 # inserted in bulk: version key rebuilt and foreign keys validated once for the whole table instead
@@ -215,7 +221,7 @@ def stage(conn: psycopg.Connection, table: str, frame: pl.DataFrame) -> int:
             staging, columns, sql.Identifier(table)
         )
     )
-    copy_frame(conn, staging, frame)
+    copy_frame(conn, f"stg_{table}", frame)
     # Temporary tables are never auto-analysed; the merges below join on them.
     conn.execute(sql.SQL("ANALYZE {}").format(staging))
     return frame.height
@@ -237,22 +243,68 @@ def is_empty(conn: psycopg.Connection, table: str) -> bool:
 
 def copy_facts(conn: psycopg.Connection, table: str, frame: pl.DataFrame, run_id: str) -> Constraints:
     """COPY a curated fact frame straight into the empty fact `table`, one row per version, oldest first;
-    return the table's version key and foreign keys, dropped for the COPY, for `add_constraints`.
+    return the table's keys and foreign keys, dropped for the COPY, for `add_constraints`.
 
     The first load of a table has no known version to filter out, so staging and an INSERT ... SELECT
-    would copy every row twice; the constraints are re-added once the dimensions are merged.
+    would copy every row twice. The record ids are reserved from the table's sequence in one call and
+    numbered here, in the order `insert_facts` would give them; the primary key, version key and foreign
+    keys are rebuilt and checked once each when the dimensions are merged.
     """
-    versions = fact_versions(table, frame).with_columns(etl_run_id=pl.lit(run_id, pl.String))
-    constraints = drop_constraints(conn, table)
-    copy_frame(conn, sql.Identifier(table), versions)
+    versions = fact_versions(table, frame)
+    constraints = drop_constraints(conn, table, primary=True)
+    first = reserve_record_ids(conn, table, versions.height)
+    versions = versions.select(
+        pl.int_range(first, first + versions.height, dtype=pl.Int32).alias(RECORD_IDS[table]),
+        pl.all(),
+        etl_run_id=pl.lit(run_id, pl.String),
+    )
+    copy_frame(conn, table, versions)
     return Constraints(table, tuple(constraints), versions.height)
 
 
-def copy_frame(conn: psycopg.Connection, target: sql.Composable, frame: pl.DataFrame) -> None:
-    """COPY every row of `frame` into table `target` (its columns named like the frame's), as CSV."""
-    columns = sql.SQL(", ").join(map(sql.Identifier, frame.columns))
-    copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(target, columns)
+def reserve_record_ids(conn: psycopg.Connection, table: str, count: int) -> int:
+    """Take `count` (>= 1) consecutive values of fact `table`'s record id sequence; return the first.
+
+    Safe only under the load lock: no other writer draws from the sequence meanwhile.
+    """
+    row = conn.execute(
+        "WITH s AS (SELECT pg_get_serial_sequence(%(table)s, %(column)s) AS seq) "
+        "SELECT n, setval((SELECT seq FROM s), n + %(count)s - 1) FROM (SELECT nextval((SELECT seq FROM s)) AS n) AS f",
+        {"table": table, "column": RECORD_IDS[table], "count": count},
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def copy_dimension(conn: psycopg.Connection, table: str, frame: pl.DataFrame, run_id: str) -> int:
+    """COPY a curated dimension frame straight into the empty dimension `table`: what `merge_dimension`
+    would insert (each key once, at its newest version), without staging it first. Returns the rows."""
+    key = KEYS[table]
+    newest = (
+        frame.sort([key, "etl_source_updated"], descending=[False, True])
+        .unique(key, keep="first", maintain_order=True)
+        .with_columns(etl_run_id=pl.lit(run_id, pl.String))
+    )
+    copy_frame(conn, table, newest)
+    return newest.height
+
+
+def copy_frame(conn: psycopg.Connection, table: str, frame: pl.DataFrame, *, schema: str | None = None) -> None:
+    """COPY every row of `frame` into `table` (in `schema`, else on the search path: a temporary table
+    first) whose columns are named like the frame's: in binary where every column's type allows (see
+    shared.warehouse.pgcopy), else as CSV."""
+    types = column_types(conn, table if schema is None else f"{schema}.{table}", frame.columns)
+    binary = pgcopy.encodable(frame.schema, types)
+    copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(
+        sql.Identifier(table) if schema is None else sql.Identifier(schema, table),
+        sql.SQL(", ").join(map(sql.Identifier, frame.columns)),
+        sql.SQL("binary" if binary else "csv"),
+    )
     with conn.cursor() as cur, cur.copy(copy) as pipe:
+        if binary:
+            for chunk in pgcopy.encode(frame, types, COPY_BATCH_ROWS):
+                pipe.write(chunk)
+            return
         for offset in range(0, frame.height, COPY_BATCH_ROWS):
             buffer = io.BytesIO()
             # CSV tells null (empty) from '' (quoted); times and timestamps keep milliseconds.
@@ -264,6 +316,21 @@ def copy_frame(conn: psycopg.Connection, target: sql.Composable, frame: pl.DataF
                 datetime_format="%Y-%m-%d %H:%M:%S%.3f",
             )
             pipe.write(buffer.getbuffer())
+
+
+def column_types(conn: psycopg.Connection, table: str, columns: Sequence[str]) -> list[str]:
+    """The type name (pg_type.typname) of each of `columns` of `table` (temporary tables first)."""
+    found: dict[str, str] = dict(
+        conn.execute(
+            "SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+            "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped",
+            (table,),
+        ).fetchall()
+    )
+    missing = [c for c in columns if c not in found]
+    if missing:
+        raise psycopg.errors.UndefinedColumn(f"table {table} has no column(s) {', '.join(missing)}")
+    return [found[c] for c in columns]
 
 
 def date_columns(conn: psycopg.Connection, staged: Sequence[str]) -> dict[str, list[str]]:
@@ -436,9 +503,10 @@ def insert_facts(
     return Merged(inserted=max(cur.rowcount, 0))
 
 
-def drop_constraints(conn: psycopg.Connection, table: str) -> list[tuple[str, str]]:
-    """Drop the unique keys and foreign keys of `table`; (name, definition) of each, to re-add."""
-    constraints = table_constraints(conn, table)
+def drop_constraints(conn: psycopg.Connection, table: str, *, primary: bool = False) -> list[tuple[str, str]]:
+    """Drop the unique keys and foreign keys of `table` (and its primary key if `primary`); (name,
+    definition) of each, to re-add."""
+    constraints = table_constraints(conn, table, primary=primary)
     if constraints:
         conn.execute(
             sql.SQL("ALTER TABLE {} {}").format(
@@ -479,14 +547,15 @@ def is_bulk(conn: psycopg.Connection, table: str) -> bool:
     return bool(staged >= BULK_FACT_ROWS and staged * BULK_FACT_RATIO >= existing)
 
 
-def table_constraints(conn: psycopg.Connection, table: str) -> list[tuple[str, str]]:
-    """(name, definition) of the unique keys, then the foreign keys, of `table` (not its primary key)."""
+def table_constraints(conn: psycopg.Connection, table: str, *, primary: bool = False) -> list[tuple[str, str]]:
+    """(name, definition) of the unique keys, the primary key if `primary`, then the foreign keys, of `table`."""
+    kinds = ["u", "p", "f"] if primary else ["u", "f"]
     return [
         (name, definition)
         for name, definition in conn.execute(
             "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-            "WHERE conrelid = to_regclass(%s) AND contype IN ('u', 'f') ORDER BY contype DESC, conname",
-            (table,),
+            'WHERE conrelid = to_regclass(%s) AND contype = ANY(%s::"char"[]) ORDER BY contype DESC, conname',
+            (table, kinds),
         )
     ]
 
