@@ -115,8 +115,11 @@ class LocalStack:
                 time.sleep(0.1)
             stopped.append(f"Azurite (pid {pid})")
         if (self.pgdata / "postmaster.pid").exists():
-            from pgserver import _commands
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+                from pgserver import _commands
 
+            logging.getLogger("pgserver").setLevel(logging.WARNING)  # not its command lines on stderr
             pg_ctl = getattr(_commands, "pg_ctl")  # noqa: B009 (created at import time, unknown to mypy)
 
             user = "pgserver" if os.geteuid() == 0 else None
