@@ -21,12 +21,14 @@ from shared.lake import Lake
 from shared.schema import SOURCE_TABLES
 from shared.settings import SettingsError, transform_trigger_source
 from shared.source.seed import read_snapshot
+from shared.transform.model import transform_run
 from shared.transform.stage import (
     QUARANTINE_MARKER,
     OutputConflictError,
     RunNotFoundError,
     read_state,
     run_id_from_blob,
+    sort_for_output,
     transform,
     write_state,
 )
@@ -151,6 +153,28 @@ def test_full_snapshot_run_writes_curated_files_manifest_and_state(
         "counterparty": 20,
     }
     assert not list(lake.list(lake.curated, "_quarantine/"))
+
+
+def test_the_table_at_a_time_build_gives_what_transform_run_gives(
+    lake: Lake, snapshot: dict[str, pl.DataFrame]
+) -> None:
+    # The stage builds one table at a time from files on disk; the pure transform_run builds the run in
+    # memory. Both, from the snapshot and then from a department rename on its state, must agree.
+    renamed = (
+        snapshot["department"]
+        .filter(pl.col("department_id") == 2)  # five staff
+        .with_columns(department_name=pl.lit("Renamed"), last_updated=pl.col("last_updated") + timedelta(days=1))
+    )
+    state: dict[str, pl.DataFrame] = {}
+    for run_id, frames in ((RUN, snapshot), ("20261122T033000Z-bbbbbb", {"department": renamed})):
+        put_raw_run(lake, run_id, frames)
+        outcome = transform(lake, run_id)
+        expected = transform_run(frames, state)
+        assert set(outcome.rows) == set(expected.tables)
+        for table, frame in expected.tables.items():
+            assert read_curated(lake, f"{table}/{run_id}.parquet").equals(sort_for_output(table, frame)), table
+        state = expected.state
+    assert outcome.rows == {"dim_staff": 5}
 
 
 @pytest.mark.slow
