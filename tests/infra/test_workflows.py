@@ -93,10 +93,18 @@ def steps(deploy: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(job_id, step) for job_id, job in deploy["jobs"].items() for step in job["steps"]]
 
 
-def test_deploy_runs_on_push_to_main_and_by_hand(deploy: dict[str, Any]) -> None:
-    assert deploy["on"]["push"]["branches"] == ["main"]
-    assert "workflow_dispatch" in deploy["on"]
-    assert set(deploy["on"]) == {"push", "workflow_dispatch"}, "no pull_request* trigger may reach Azure"
+def test_deploy_runs_only_when_ci_passed_for_the_same_commit(deploy: dict[str, Any]) -> None:
+    assert set(deploy["on"]) == {"workflow_call"}, "deploy.yml is started only by ci.yml, never on its own"
+    ci = yaml.safe_load((WORKFLOWS / "ci.yml").read_text())
+    ci["on"] = ci.pop(True, ci.get("on"))
+    assert "pull_request_target" not in ci["on"]
+    callers = {job_id: job for job_id, job in ci["jobs"].items() if job.get("uses") == "./.github/workflows/deploy.yml"}
+    assert len(callers) == 1, "ci.yml calls deploy.yml from exactly one job"
+    (job_id, job), = callers.items()
+    assert job["needs"] == ["test"], f"{job_id} must wait for the tests of the same run (same commit)"
+    assert "refs/heads/main" in job["if"] and "pull_request" not in job["if"], "only main deploys"
+    assert ci["on"]["push"]["branches"] == ["main"] and "workflow_dispatch" in ci["on"]
+    assert ci["concurrency"]["cancel-in-progress"] == "${{ github.event_name == 'pull_request' }}"
 
 
 def test_deploy_permissions_are_least_privilege(deploy: dict[str, Any]) -> None:
@@ -157,7 +165,9 @@ def test_deploy_checks_plans_and_applies_terraform_behind_approval(deploy: dict[
 def test_deploy_builds_deploys_then_smoke_checks(deploy: dict[str, Any]) -> None:
     names = [step.get("name", "") for _, step in steps(deploy)]
     build = "\n".join(step.get("run", "") for _, step in steps(deploy))
-    assert "-r requirements.txt" in build and ".python_packages/lib/site-packages" in build
+    assert "bash .github/scripts/package.sh build/functionapp" in build, "the script tests/test_package.py runs"
+    script = (ROOT / ".github" / "scripts" / "package.sh").read_text()
+    assert "-r requirements.txt" in script and ".python_packages/lib/site-packages" in script
     python = [step for _, step in steps(deploy) if "actions/setup-python" in step.get("uses", "")]
     assert python and all(step["with"]["python-version"] == "${{ env.PYTHON_VERSION }}" for step in python)
     assert deploy["env"]["PYTHON_VERSION"] == "3.11"
