@@ -234,6 +234,23 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Compare the warehouse with the source, table by table; exit 1 on any difference."""
+    from shared.verify import verify
+
+    settings = stack_settings(args.local_dir).require("source", "warehouse")
+    assert settings.totesys_db_url is not None and settings.warehouse_db_url is not None
+    say("verify: warehouse (current rows) against the source, every column")
+    report = verify(
+        settings.totesys_db_url.reveal(), settings.warehouse_db_url.reveal(), tuple(args.table or ()), progress=print
+    )
+    if report.ok:
+        print(f"verify: the warehouse equals the source ({len(report.tables)} tables)")
+        return 0
+    print(f"verify: {report.differences:,} rows differ; see the tables marked DIFFERS above")
+    return 1
+
+
 def print_cycle(summary: CycleSummary) -> None:
     """Print a cycle's final summary: rows per warehouse table, duration per stage, lag."""
     if summary.run_id is None:
@@ -295,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("run_id")
     status = command("status", cmd_status, "recent runs from the ledger and the current lag")
     status.add_argument("--limit", type=int, default=10, help="how many runs to show")
+    verify = command("verify", cmd_verify, "compare the warehouse with the source, every column; exit 1 if they differ")
+    verify.add_argument("--table", action="append", metavar="TABLE", help="only this star table (repeatable)")
     return parser
 
 
