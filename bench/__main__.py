@@ -1,7 +1,7 @@
-"""`python -m bench [extract|transform|load|all] [ARGS...]`: run stage benchmarks (not tests).
+"""`python -m bench [extract|transform|load|pipeline|dlt|curve|all] [ARGS...]`: run stage benchmarks (not tests).
 
 Each stage is the module bench/<stage>.py, run in its own process (clean peak RSS) with ARGS passed on;
-BENCH_SCALE=N adds `--scale N` when ARGS have no --scale. `all` runs every stage in flow order.
+BENCH_SCALE=N adds `--scale N` when ARGS have no --scale/--scales. `all` runs every stage in flow order.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-STAGES = ("extract", "transform", "load", "pipeline")
+STAGES = ("extract", "transform", "load", "pipeline", "dlt", "curve")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -21,7 +21,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if which not in (*STAGES, "all"):
         print(f"usage: python -m bench [{'|'.join(STAGES)}|all] [ARGS...]; unknown {which!r}", file=sys.stderr)
         return 2
-    if os.environ.get("BENCH_SCALE") and not any(a.split("=")[0] == "--scale" for a in args):
+    if os.environ.get("BENCH_SCALE") and not any(a.split("=")[0] in ("--scale", "--scales") for a in args):
         args += ["--scale", os.environ["BENCH_SCALE"]]
     for stage in STAGES if which == "all" else (which,):
         print(f"== bench {stage} {' '.join(args)}", file=sys.stderr, flush=True)

@@ -18,10 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -123,6 +123,50 @@ def in_child(target: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any
     return result
 
 
+def database_name(url: str) -> str:
+    """The database name of a libpq URL."""
+    return url.split("?")[0].rsplit("/", 1)[1]
+
+
+def floor(urls: StackUrls, source: str) -> dict[str, Any]:
+    """The floor, in a child: binary COPY of every table of `source` into bare tables of a scratch database."""
+    name = f"bench_copy_{uuid.uuid4().hex[:8]}"
+    try:
+        return in_child(baseline, source, create_db(urls, name))
+    finally:
+        drop_db(urls, name)
+
+
+@contextmanager
+def scratch_pipeline(urls: StackUrls, source: str) -> Iterator[dict[str, str]]:
+    """Settings env of a pipeline on a clone of `source`, an empty warehouse and fresh lake containers; all
+    dropped on exit."""
+    tag = uuid.uuid4().hex[:8]
+    names = [f"bench_source_{tag}", f"bench_warehouse_{tag}"]
+    try:
+        yield {
+            "TOTESYS_DB_URL": create_db(urls, names[0], template=database_name(source)),
+            "WAREHOUSE_DB_URL": create_db(urls, names[1]),
+            "LAKE_STORAGE": urls.lake_storage,
+            "RAW_CONTAINER": f"raw-{tag}",
+            "CURATED_CONTAINER": f"curated-{tag}",
+            "LOAD_QUEUE": f"load-jobs-{tag}",
+        }
+    finally:
+        for name in names:
+            drop_db(urls, name)
+        from azure.storage.blob import BlobServiceClient
+        from azure.storage.queue import QueueServiceClient
+
+        blobs = BlobServiceClient.from_connection_string(urls.lake_storage)
+        for container in (f"raw-{tag}", f"curated-{tag}"):
+            if blobs.get_container_client(container).exists():
+                blobs.delete_container(container)
+        queues = QueueServiceClient.from_connection_string(urls.lake_storage)
+        for queue in queues.list_queues(name_starts_with=f"load-jobs-{tag}"):
+            queues.delete_queue(queue.name)
+
+
 def main() -> None:
     """Run the three measurements and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -132,34 +176,13 @@ def main() -> None:
 
     urls = LocalStack(Path(".local")).up()
     source = bench_source(urls, args.scale)
-    template = source.split("?")[0].rsplit("/", 1)[1]
-    tag = uuid.uuid4().hex[:8]
-    names = {k: f"bench_{k}_{tag}" for k in ("copy", "source", "warehouse")}
-    try:
-        say("baseline: COPY out + COPY in of every table ...")
-        base = in_child(baseline, source, create_db(urls, names["copy"]))
-        drop_db(urls, names["copy"])
-        env = {
-            "TOTESYS_DB_URL": create_db(urls, names["source"], template=template),
-            "WAREHOUSE_DB_URL": create_db(urls, names["warehouse"]),
-            "LAKE_STORAGE": urls.lake_storage,
-            "RAW_CONTAINER": f"raw-{tag}",
-            "CURATED_CONTAINER": f"curated-{tag}",
-            "LOAD_QUEUE": f"load-jobs-{tag}",
-        }
+    say("baseline: COPY out + COPY in of every table ...")
+    base = floor(urls, source)
+    with scratch_pipeline(urls, source) as env:
         say("full cycle: totes run --once on an empty warehouse ...")
         full = in_child(cycle, env, 0)
         say(f"incremental cycle: {args.changes} simulated changes, then one cycle ...")
         incremental = in_child(cycle, env, args.changes)
-    finally:
-        for name in names.values():
-            drop_db(urls, name)
-        from azure.storage.blob import BlobServiceClient
-
-        blobs = BlobServiceClient.from_connection_string(urls.lake_storage)
-        for container in (f"raw-{tag}", f"curated-{tag}"):
-            if blobs.get_container_client(container).exists():
-                blobs.delete_container(container)
 
     def stages(r: dict[str, Any]) -> str:
         return ", ".join(f"{k} {v:.2f}" for k, v in r["stages"].items())
@@ -182,4 +205,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
