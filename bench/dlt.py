@@ -32,7 +32,17 @@ import psycopg
 from psycopg import sql
 
 from bench.extract import bench_source, say
-from bench.pipeline import RESULTS, create_db, cycle, database_name, drop_db, floor, in_child, scratch_pipeline
+from bench.pipeline import (
+    RESULTS,
+    create_db,
+    cycle,
+    database_name,
+    drop_db,
+    floor,
+    in_child,
+    scales_of,
+    scratch_pipeline,
+)
 from shared.localstack import LocalStack, StackUrls
 from shared.schema import SOURCE_TABLES
 from shared.source.seed import table_counts
@@ -166,13 +176,6 @@ def report(results: list[dict[str, Any]], repeat: int) -> str:
     return "\n".join(lines)
 
 
-def scales_of(args: argparse.Namespace) -> list[int]:
-    """Scales from repeated --scale and/or --scales a,b; 10 and 100 when none is given."""
-    scales = list(args.scale or [])
-    scales += [int(s) for s in (args.scales or "").split(",") if s.strip()]
-    return scales or [10, 100]
-
-
 def main() -> None:
     """Parse the arguments, measure each scale, print the table and write the JSON."""
     parser = argparse.ArgumentParser(prog="python -m bench dlt", description=(__doc__ or "").splitlines()[0])
@@ -185,7 +188,9 @@ def main() -> None:
 
     python = dlt_python()
     urls = LocalStack(Path(".local")).up()
-    results = [measure(urls, s, args.repeat, python, args.chunk_size, args.parallelize) for s in scales_of(args)]
+    results = [
+        measure(urls, s, args.repeat, python, args.chunk_size, args.parallelize) for s in scales_of(args, [10, 100])
+    ]
     print(report(results, args.repeat))
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"dlt-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"

@@ -123,6 +123,13 @@ def in_child(target: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any
     return result
 
 
+def scales_of(args: argparse.Namespace, default: list[int]) -> list[int]:
+    """Scales from a repeated --scale and/or --scales a,b (argparse); `default` when none is given."""
+    scales = list(args.scale or [])
+    scales += [int(s) for s in (args.scales or "").split(",") if s.strip()]
+    return scales or default
+
+
 def database_name(url: str) -> str:
     """The database name of a libpq URL."""
     return url.split("?")[0].rsplit("/", 1)[1]
