@@ -35,6 +35,8 @@ from shared.schema import SOURCE_TABLES
 from shared.source.seed import schema_sql
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# issue 15: seconds of one cycle after N simulated changes on the x10 source
+INCREMENTAL_GOALS = {(10, 100_000): 2.0, (10, 1_000): 0.5}
 
 
 def create_db(urls: StackUrls, name: str, template: str | None = None) -> str:
@@ -204,6 +206,9 @@ def main() -> None:
         f"{incremental['peak_rss_mib']:>14.0f}  {stages(incremental)}; {incremental['extracted_rows']:,} rows"
         f" extracted, lag {incremental['lag_s']:.1f} s",
     ]
+    if goal := INCREMENTAL_GOALS.get((args.scale, args.changes)):
+        verdict = "ok" if incremental["seconds"] <= goal else "over goal"
+        lines.append(f"goal: one cycle after {args.changes:,} changes at x{args.scale} <= {goal} s: {verdict}")
     print("\n".join(lines))
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
