@@ -1,7 +1,7 @@
 """The cost curve: time and peak RSS of each stage of a first full load, per source scale (not a test).
 
 Usage: python -m bench curve [--scales 1,10,100 | --scale N ...] [--cycle]
-       x1000 (~48M source rows, ~20 GB of disk for the source, its clone and the lake) is opt-in:
+       x1000 (~48M source rows, ~20 GB of disk at its peak: source, clone, lake and warehouse) is opt-in:
        `--scales 1,10,100,1000`.
 
 For each scale, on the source `bench_totesys_x<scale>` (seeded once, reused):
