@@ -19,6 +19,7 @@ import argparse
 import json
 import multiprocessing
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -111,17 +112,27 @@ def cycle(env: dict[str, str], changes: int) -> dict[str, Any]:
 
 
 def _child_main(conn: Any, target: Callable[..., dict[str, Any]], args: tuple[Any, ...]) -> None:
-    conn.send(target(*args))
+    try:
+        conn.send(target(*args))
+    except BaseException:
+        conn.send({"error": traceback.format_exc()})
+        raise
 
 
 def in_child(target: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    """Run target(*args) in a fresh process (clean peak RSS) and return its result."""
+    """Run target(*args) in a fresh process (clean peak RSS) and return its result; raise if it failed."""
     ctx = multiprocessing.get_context("spawn")
-    parent, child_end = ctx.Pipe()
+    parent, child_end = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child_main, args=(child_end, target, args))
     proc.start()
-    result: dict[str, Any] = parent.recv()
+    child_end.close()  # else recv() would wait forever for a child that died (e.g. killed for memory)
+    try:
+        result: dict[str, Any] = parent.recv()
+    except EOFError:
+        result = {"error": "it sent no result"}
     proc.join()
+    if "error" in result:
+        raise RuntimeError(f"{target.__name__} failed in its child process (exit {proc.exitcode}): {result['error']}")
     return result
 
 
