@@ -16,22 +16,17 @@ import pytest
 from azure.functions.decorators.core import Binding
 from azure.functions.decorators.function_app import Function
 
+from shared.contract import run_id_from_blob
 from shared.errors import TerminalError
 from shared.lake import Lake
 from shared.schema import SOURCE_TABLES
 from shared.settings import SettingsError, transform_trigger_source
 from shared.source.seed import read_snapshot
 from shared.transform.model import transform_run
-from shared.transform.stage import (
-    QUARANTINE_MARKER,
-    OutputConflictError,
-    RunNotFoundError,
-    read_state,
-    run_id_from_blob,
-    sort_for_output,
-    transform,
-    write_state,
-)
+from shared.transform.outputs import OutputConflictError, sort_for_output
+from shared.transform.quarantine import QUARANTINE_MARKER
+from shared.transform.stage import RunNotFoundError, transform
+from shared.transform.store import read_state, write_state
 
 RUN = "20261122T031500Z-aaaaaa"
 EXTRACTED_AT = "2026-11-22T03:15:00Z"

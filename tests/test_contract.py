@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import polars as pl
 import pytest
 
-from shared.schema import SOURCE_SCHEMA, SOURCE_TABLES
-from shared.transform.contract import (
+from shared.contract import (
     FACT_DATE_COLUMNS,
     NULLABLE_OUTPUT,
     OUTPUT_SCHEMA,
     TABLE_KEYS,
-    empty_output,
     required_columns,
 )
+from shared.schema import SOURCE_SCHEMA, SOURCE_TABLES
 from tests.transform.frames import LOAD_COLUMNS, ddl_tables, expected_output_schema
 
 
@@ -60,9 +58,3 @@ def test_required_columns_are_source_columns_in_source_order(table: str) -> None
 def test_required_columns_of_an_unknown_table_is_a_key_error() -> None:
     with pytest.raises(KeyError):
         required_columns("customers")
-
-
-def test_empty_output_has_the_contract_schema() -> None:
-    frame = empty_output("fact_payment")
-    assert frame.height == 0
-    assert frame.schema == pl.Schema(OUTPUT_SCHEMA["fact_payment"])
