@@ -8,19 +8,9 @@ from shared.pipeline import run_cycle
 from shared.settings import Settings
 from shared.source.simulate import simulate
 from shared.warehouse.report import table_counts
+from tests.snapshot import SNAPSHOT_WAREHOUSE_ROWS
 
-EXPECTED = {
-    "fact_sales_order": 11187,
-    "fact_purchase_order": 4649,
-    "fact_payment": 15836,
-    "dim_transaction": 15836,
-    "dim_design": 473,
-    "dim_staff": 20,
-    "dim_counterparty": 20,
-    "dim_location": 30,
-    "dim_currency": 3,
-    "dim_payment_type": 4,
-}
+EXPECTED = SNAPSHOT_WAREHOUSE_ROWS
 
 
 EXPECTED_SALES = EXPECTED["fact_sales_order"]

@@ -46,7 +46,7 @@ def _quiet(_: str) -> None:
 
 
 def schema_sql() -> str:
-    """The source DDL (spec/source.md) as one SQL script."""
+    """The source DDL (the totesys schema as Prisma creates it) as one SQL script."""
     return resources.files("shared.source").joinpath("schema.sql").read_text()
 
 

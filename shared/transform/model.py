@@ -1,6 +1,6 @@
 """The whole pure transform of one run: raw source rows and the previous state in, star rows out.
 
-Propagation (design rule 5): a changed department re-emits dim_staff for every staff row of it, a
+Propagation (docs/architecture.md, rule 5): a changed department re-emits dim_staff for every staff row of it, a
 changed address re-emits dim_location and every dim_counterparty whose legal address it is; changed
 staff and counterparty rows join to the current department and address (the state merged with the
 run's own changes). Dimension rows are always built from that merged current state, so a replayed old
@@ -137,7 +137,7 @@ def advance_state(run: Mapping[str, pl.DataFrame], state: Mapping[str, pl.DataFr
 def build_state_dimensions(
     run: Mapping[str, pl.DataFrame], current: Mapping[str, pl.DataFrame]
 ) -> dict[str, pl.DataFrame]:
-    """dim_staff, dim_location and dim_counterparty rows for what the run's parent tables changed (design rule 5)."""
+    """dim_staff, dim_location and dim_counterparty rows for what the run's parent tables changed (rule 5)."""
     tables: dict[str, pl.DataFrame] = {}
     changed_departments = _ids(run.get("department"), "department_id")
     staff = current["staff"].filter(
@@ -199,7 +199,7 @@ def build_run(
     """Build every output table of one run, one at a time, and hand each non-empty one to `emit`; return
     the new state (all STATE_TABLES) and the warnings (builders' first, then nulls in contract order).
 
-    Facts first (dim_date needs their dates), then dim_date, the state dimensions (design rule 5) and the
+    Facts first (dim_date needs their dates), then dim_date, the state dimensions (docs/architecture.md, rule 5) and the
     single-source dimensions. The caller decides what `emit` does (keep the frame, or encode it and drop
     it): the memory needed is then that of the largest single table, not of the run.
     """

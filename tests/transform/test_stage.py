@@ -27,21 +27,11 @@ from shared.transform.outputs import OutputConflictError, sort_for_output
 from shared.transform.quarantine import QUARANTINE_MARKER
 from shared.transform.stage import RunNotFoundError, transform
 from shared.transform.store import read_state, write_state
+from tests.snapshot import SNAPSHOT_WAREHOUSE_ROWS
 
 RUN = "20261122T031500Z-aaaaaa"
 EXTRACTED_AT = "2026-11-22T03:15:00Z"
-SNAPSHOT_ROWS = {
-    "fact_sales_order": 11187,
-    "fact_purchase_order": 4649,
-    "fact_payment": 15836,
-    "dim_transaction": 15836,
-    "dim_design": 473,
-    "dim_staff": 20,
-    "dim_counterparty": 20,
-    "dim_location": 30,
-    "dim_currency": 3,
-    "dim_payment_type": 4,
-}
+SNAPSHOT_ROWS = SNAPSHOT_WAREHOUSE_ROWS
 
 
 # ---------------------------------------------------------------------------------------------- helpers
