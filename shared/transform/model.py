@@ -41,7 +41,7 @@ from shared.transform.errors import InvalidValueError, MissingColumnError, Missi
 from shared.transform.state import STATE_TABLES, merge_state
 
 __all__ = [
-    "FACTS",
+    "FACT_SOURCES",
     "SOURCE_OF",
     "InvalidValueError",
     "MissingColumnError",
@@ -173,13 +173,13 @@ _SINGLE_SOURCE_BUILDERS: dict[str, Callable[[pl.DataFrame], pl.DataFrame]] = {
     "dim_transaction": build_dim_transaction,
 }
 # Output tables built from one source table alone, in build order (facts first: dim_date needs their dates).
-FACTS: dict[str, str] = {
+FACT_SOURCES: dict[str, str] = {
     "fact_sales_order": "sales_order",
     "fact_purchase_order": "purchase_order",
     "fact_payment": "payment",
 }
 SOURCE_OF: dict[str, str] = {
-    **FACTS,
+    **FACT_SOURCES,
     "dim_currency": "currency",
     "dim_design": "design",
     "dim_payment_type": "payment_type",
@@ -212,7 +212,7 @@ def build_run(
             emit(table, frame)
 
     dates = []
-    for name, source in FACTS.items():
+    for name, source in FACT_SOURCES.items():
         if source in sources:
             frame, _ = build_from_source(name, sources[source]())
             dates.append(fact_dates(name, frame))
@@ -224,7 +224,7 @@ def build_run(
     for name, frame in build_state_dimensions(parents, current).items():
         out(name, frame)
     for name, source in SOURCE_OF.items():
-        if name not in FACTS and source in sources:
+        if name not in FACT_SOURCES and source in sources:
             frame, built_warnings = build_from_source(name, sources[source]())
             warnings += built_warnings
             out(name, frame)

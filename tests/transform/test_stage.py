@@ -526,3 +526,12 @@ def test_trigger_source_setting() -> None:
     assert transform_trigger_source({"TRANSFORM_TRIGGER_SOURCE": "EventGrid"}) == "EventGrid"
     with pytest.raises(SettingsError, match="TRANSFORM_TRIGGER_SOURCE='Polling'"):
         transform_trigger_source({"TRANSFORM_TRIGGER_SOURCE": "Polling"})
+
+
+def test_the_package_exports_the_stage_and_the_pure_run_on_first_use() -> None:
+    import shared.transform
+
+    assert shared.transform.transform is transform
+    assert shared.transform.transform_run is transform_run
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        _ = shared.transform.nothing
