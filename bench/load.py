@@ -34,11 +34,11 @@ import psycopg
 from psycopg import sql
 
 from shared.lake import Lake
-from shared.localstack import LocalStack, with_database
+from shared.local.stack import LocalStack, with_database
 from shared.settings import load_settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
-# Snapshot sizes (shared/source/snapshot) of the tables that grow with the business.
+# Snapshot sizes (shared/local/source/snapshot) of the tables that grow with the business.
 SNAPSHOT = {"sales_order": 11_187, "purchase_order": 4_649, "payment": 15_836}
 SMALL_DIMS = {"staff": 20, "location": 30, "counterparty": 20, "currency": 3, "design": 473, "payment_type": 4}
 FIRST_DAY = date(2022, 11, 3)

@@ -17,9 +17,9 @@ import pytest
 from psycopg import sql
 
 from shared.lake import Lake
-from shared.localstack import LocalStack, StackUrls, with_database
+from shared.local.source.seed import seed_source
+from shared.local.stack import LocalStack, StackUrls, with_database
 from shared.settings import Settings, load_settings
-from shared.source.seed import seed_source
 
 TEMPLATE_DB = "totesys_snapshot"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

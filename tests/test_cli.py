@@ -11,7 +11,7 @@ import pytest
 
 from shared.cli import build_parser, main
 from shared.lake import Lake
-from shared.localstack import StackUrls
+from shared.local.stack import StackUrls
 
 ROOT = Path(__file__).resolve().parents[1]
 

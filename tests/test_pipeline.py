@@ -4,9 +4,9 @@ import psycopg
 from psycopg import sql
 
 from shared.lake import Lake
+from shared.local.source.simulate import simulate
 from shared.pipeline import run_cycle
 from shared.settings import Settings
-from shared.source.simulate import simulate
 from shared.warehouse.report import table_counts
 from tests.snapshot import SNAPSHOT_WAREHOUSE_ROWS
 

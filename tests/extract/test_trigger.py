@@ -11,9 +11,9 @@ from polars.testing import assert_frame_equal
 
 from shared.extract import extract
 from shared.lake import Lake
+from shared.local.source.seed import SNAPSHOT_COUNTS
 from shared.schema import primary_key
 from shared.settings import load_settings
-from shared.source.seed import SNAPSHOT_COUNTS
 from tests.extract.runs import manifests, read_run
 
 

@@ -18,7 +18,7 @@ import pytest
 from shared.errors import TerminalError, TransientError
 from shared.lake import Lake
 from shared.load import load, parse_message, status
-from shared.localstack import free_port
+from shared.local.stack import free_port
 from shared.settings import Secret, Settings
 from shared.warehouse import bulk
 from shared.warehouse.ledger import LOAD_LOCK

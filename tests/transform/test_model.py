@@ -10,8 +10,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from shared.contract import OUTPUT_SCHEMA, required_columns
+from shared.local.source.seed import read_snapshot
 from shared.schema import SOURCE_SCHEMA, SOURCE_TABLES
-from shared.source.seed import read_snapshot
 from shared.transform.errors import InvalidValueError, MissingColumnError, MissingReferenceError
 from shared.transform.model import TransformResult, conform_source, transform_run
 from shared.transform.state import STATE_TABLES

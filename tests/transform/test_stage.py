@@ -19,9 +19,9 @@ from azure.functions.decorators.function_app import Function
 from shared.contract import run_id_from_blob
 from shared.errors import TerminalError
 from shared.lake import Lake
+from shared.local.source.seed import read_snapshot
 from shared.schema import SOURCE_TABLES
 from shared.settings import SettingsError, transform_trigger_source
-from shared.source.seed import read_snapshot
 from shared.transform.model import transform_run
 from shared.transform.outputs import OutputConflictError, sort_for_output
 from shared.transform.quarantine import QUARANTINE_MARKER
