@@ -156,7 +156,7 @@ def cmd_transform(args: argparse.Namespace) -> int:
     lake = Lake.from_settings(settings)
     outcome = transform(lake, args.run_id)
     if outcome.status == "quarantined":
-        say(f"run {args.run_id} quarantined: see {lake.curated}/_quarantine/{args.run_id}.json")
+        say(f"run {args.run_id} quarantined: see {lake.curated}/{outcome.quarantine}")
         return 2
     print_counts(f"transformed run {args.run_id} ({outcome.status})", outcome.rows)
     print(f"next: totes load {args.run_id}")

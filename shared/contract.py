@@ -315,6 +315,10 @@ STATE_PREFIX = "_state/"
 QUARANTINE_PREFIX = "_quarantine/"
 # A run id is safe in a blob name, e.g. 20261122T031500Z-7f3a9c (the extract's UTC time and 6 hex digits).
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+# The extract's watermarks, in the raw container.
+WATERMARKS_NAME = f"{STATE_PREFIX}extract_watermarks.json"
+PARQUET_TYPE = "application/vnd.apache.parquet"
+JSON_TYPE = "application/json"
 _RUN_BLOB = re.compile(r"(?:[^/]+/)?_runs/([^/]+)\.json")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -327,6 +331,16 @@ def check_run_id(run_id: str) -> str:
             "'_', '.', '-', at most 128); nothing is processed"
         )
     return run_id
+
+
+def raw_file_name(table: str, run_id: str, extracted_at: datetime) -> str:
+    """The raw blob of a run's file for `table`: <table>/<YYYY>/<MM>/<DD>/<run_id>.parquet (UTC date)."""
+    return f"{table}/{extracted_at.astimezone(UTC):%Y/%m/%d}/{run_id}.parquet"
+
+
+def curated_file_name(table: str, run_id: str) -> str:
+    """The curated blob of a run's file for warehouse `table`: <table>/<run_id>.parquet."""
+    return f"{table}/{run_id}.parquet"
 
 
 def manifest_name(run_id: str) -> str:

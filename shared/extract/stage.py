@@ -27,7 +27,7 @@ from pathlib import Path
 import polars as pl
 import psycopg
 
-from shared.contract import RawFile, RawManifest, manifest_name
+from shared.contract import JSON_TYPE, PARQUET_TYPE, RawFile, RawManifest, manifest_name, raw_file_name
 from shared.errors import TerminalError, TransientError
 from shared.extract.catalog import SourceTable, read_catalog
 from shared.extract.parquet import DEFAULT_BATCH_ROWS, TableFile, write_table_parquet
@@ -40,8 +40,6 @@ from shared.settings import Settings
 log = logging.getLogger("shared.extract")
 
 CHANGES_MARKER = "TOTES_EXTRACT_CHANGES"
-PARQUET = "application/vnd.apache.parquet"
-JSON = "application/json"
 
 
 @dataclass(frozen=True)
@@ -96,7 +94,7 @@ def new_run_id(extracted_at: datetime) -> str:
 
 def data_blob_name(table: str, run_id: str, extracted_at: datetime) -> str:
     """The raw container path of a run's file for `table`: <table>/<YYYY>/<MM>/<DD>/<run_id>.parquet."""
-    return f"{table}/{extracted_at.astimezone(UTC):%Y/%m/%d}/{run_id}.parquet"
+    return raw_file_name(table, run_id, extracted_at)
 
 
 def manifest_blob_name(run_id: str) -> str:
@@ -178,7 +176,7 @@ def extract(
 
     manifest_name = manifest_blob_name(run_id)
     manifest = build_manifest(run_id, extracted_at, int(lookback.total_seconds()), tables, files)
-    lake.put_once(lake.raw, manifest_name, manifest.to_json(), JSON)
+    lake.put_once(lake.raw, manifest_name, manifest.to_json(), JSON_TYPE)
 
     maxima = {t: f.file.max_last_updated for t, f in files.items()}
     advanced = state.advanced(run_id, extracted_at, maxima, extra_state, extracted.tails)
@@ -286,7 +284,7 @@ def _extract_tables(
             if read.file is not None:
                 name = data_blob_name(table, run_id, extracted_at)
                 with local.open("rb") as stream:
-                    lake.put_once(lake.raw, name, stream, PARQUET)
+                    lake.put_once(lake.raw, name, stream, PARQUET_TYPE)
                 local.unlink()
                 extracted.files[table] = RawTableFile(name, read.file, after)
             extracted.seconds[table] = time.perf_counter() - table_started

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import polars as pl
 
-from shared.contract import TABLE_KEYS, CuratedFile
+from shared.contract import PARQUET_TYPE, TABLE_KEYS, CuratedFile, curated_file_name
 from shared.errors import TerminalError
 from shared.lake import BlobExistsError, Lake
 from shared.transform.model import build_run
 from shared.transform.raw import StagedFile, load_raw
 
-PARQUET = "application/vnd.apache.parquet"
 # Curated files uploaded at once: each may be buffered whole by the SDK, so fewer than raw.IO_THREADS.
 UPLOAD_THREADS = 4
 
@@ -71,7 +70,7 @@ def write_outputs(lake: Lake, run_id: str, outputs: Mapping[str, EncodedTable]) 
 
     def write(table: str) -> CuratedFile:
         encoded = outputs[table]
-        name = f"{table}/{run_id}.parquet"
+        name = curated_file_name(table, run_id)
         _write_once(lake, run_id, name, encoded.path)
         return CuratedFile(table, name, encoded.rows, encoded.sha256)
 
@@ -89,7 +88,7 @@ def sort_for_output(table: str, frame: pl.DataFrame) -> pl.DataFrame:
 def _write_once(lake: Lake, run_id: str, name: str, path: Path) -> None:
     try:
         with path.open("rb") as stream:
-            lake.put_once(lake.curated, name, stream, PARQUET)
+            lake.put_once(lake.curated, name, stream, PARQUET_TYPE)
     except BlobExistsError:
         if lake.get(lake.curated, name) != path.read_bytes():
             raise OutputConflictError(

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Literal
 
 from shared.contract import (
+    JSON_TYPE,
     ContractError,
     CuratedManifest,
     LoadMessage,
@@ -66,7 +67,6 @@ from shared.transform.store import read_state, write_state
 log = logging.getLogger(__name__)
 
 RunStatus = Literal["transformed", "quarantined", "already_done"]
-JSON = "application/json"
 
 
 class RunNotFoundError(TerminalError):
@@ -155,7 +155,7 @@ def transform(lake: Lake, run_id: str) -> TransformOutcome:
         warnings=tuple(warnings),
     )
     try:
-        lake.put_once(lake.curated, name, curated.to_json(), JSON)
+        lake.put_once(lake.curated, name, curated.to_json(), JSON_TYPE)
     except BlobExistsError:
         log.info("run %s: a concurrent attempt wrote %s first; its outputs are the same", run_id, name)
     phases["write"] = time.perf_counter() - started - phases["read"] - phases["build"]
