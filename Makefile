@@ -29,8 +29,10 @@ setup: $(STAMP) node_modules/.package-lock.json  ## create .venv and install Pyt
 demo: setup  ## run the main job on embedded defaults (local PostgreSQL + Azurite)
 	$(BIN)/totes demo
 
-test: setup  ## run the test suite against real PostgreSQL and Azurite
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: setup  ## run the test suite against real PostgreSQL and Azurite; coverage >= 90% overall, >= 80% per module
+	mkdir -p .local
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-report=json:.local/coverage.json $(PYTEST_ARGS)
+	$(BIN)/python tests/coverage_floor.py .local/coverage.json
 
 lint: setup  ## ruff, mypy, bandit, pip-audit
 	$(BIN)/ruff check .

@@ -34,11 +34,11 @@ import psycopg
 from psycopg import sql
 
 from shared.lake import Lake
-from shared.localstack import LocalStack, with_database
+from shared.local.stack import LocalStack, with_database
 from shared.settings import load_settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
-# Snapshot sizes (shared/source/snapshot) of the tables that grow with the business.
+# Snapshot sizes (shared/local/source/snapshot) of the tables that grow with the business.
 SNAPSHOT = {"sales_order": 11_187, "purchase_order": 4_649, "payment": 15_836}
 SMALL_DIMS = {"staff": 20, "location": 30, "counterparty": 20, "currency": 3, "design": 473, "payment_type": 4}
 FIRST_DAY = date(2022, 11, 3)
@@ -246,8 +246,9 @@ def child_load(env: dict[str, str], run_id: str) -> dict[str, Any]:
 
 def child_copy(env: dict[str, str], run_id: str) -> dict[str, Any]:
     """In a fresh process: COPY the run's frames into unindexed tables in one transaction (timed)."""
-    from shared.load.manifest import read_curated, read_manifest
-    from shared.warehouse import merge
+    from shared import contract
+    from shared.load.curated import read_curated, read_manifest
+    from shared.warehouse import ledger, staging
 
     settings = load_settings(env, needs=("warehouse", "lake"))
     lake = Lake.from_settings(settings)
@@ -256,11 +257,11 @@ def child_copy(env: dict[str, str], run_id: str) -> dict[str, Any]:
     seconds = 0.0
     rows = 0
     with psycopg.connect(settings.warehouse_db_url.reveal()) as conn:
-        merge.ensure_schema(conn)
+        ledger.ensure_schema(conn)
         conn.execute("CREATE SCHEMA plain")
         conn.commit()
-        for table in merge.TABLES:
-            columns = merge.curated_columns(conn, table)
+        for table in contract.TABLES:
+            columns = staging.curated_columns(conn, table)
             frame = read_curated(lake, run_id, manifest.files[table], columns)
             target = sql.Identifier("plain", table)
             conn.execute(
@@ -269,7 +270,7 @@ def child_copy(env: dict[str, str], run_id: str) -> dict[str, Any]:
                 )
             )
             started = time.perf_counter()
-            merge.copy_frame(conn, table, frame, schema="plain")
+            staging.copy_frame(conn, table, frame, schema="plain")
             seconds += time.perf_counter() - started
             rows += frame.height
         started = time.perf_counter()

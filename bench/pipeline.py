@@ -31,9 +31,9 @@ import psycopg
 from psycopg import sql
 
 from bench.extract import bench_source, peak_rss_mib, say
-from shared.localstack import LocalStack, StackUrls, with_database
+from shared.local.source.seed import schema_sql
+from shared.local.stack import LocalStack, StackUrls, with_database
 from shared.schema import SOURCE_TABLES
-from shared.source.seed import schema_sql
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # issue 15: seconds of one cycle after N simulated changes on the x10 source
@@ -91,9 +91,9 @@ def baseline(source: str, target: str) -> dict[str, Any]:
 def cycle(env: dict[str, str], changes: int) -> dict[str, Any]:
     """Child: optionally simulate `changes` on the source, then one run_cycle; timings, rows, peak RSS."""
     from shared.lake import Lake
+    from shared.local.source.simulate import simulate
     from shared.pipeline import run_cycle
     from shared.settings import load_settings
-    from shared.source.simulate import simulate
 
     settings = load_settings(env, needs=("source", "warehouse", "lake"))
     if changes:

@@ -3,7 +3,7 @@
 Usage: python -m bench.transform [--scale 100] [--keep]
 
 Starts (or reuses) the local stack under .local, writes one raw run holding the snapshot scaled N times
-(shared.source.seed.scaled_frames) into private bench containers, then times `transform(lake, run_id)`:
+(shared.local.source.seed.scaled_frames) into private bench containers, then times `transform(lake, run_id)`:
 manifest and hash checks, Parquet reads, transform_run, the curated writes, state and manifest. Prints
 rows in and out, the time per phase, rows/s and the peak RSS of the transform (where Linux allows
 resetting the peak after the raw run was written; otherwise the process's peak). The containers are
@@ -25,9 +25,9 @@ from pathlib import Path
 import polars as pl
 
 from shared.lake import Lake
-from shared.localstack import LocalStack
+from shared.local.source.seed import scaled_frames
+from shared.local.stack import LocalStack
 from shared.settings import load_settings
-from shared.source.seed import scaled_frames
 from shared.transform.stage import transform
 
 

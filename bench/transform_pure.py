@@ -19,7 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
-from shared.source.seed import scaled_frames
+from shared.local.source.seed import scaled_frames
 from shared.transform.model import transform_run
 
 

@@ -14,10 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import psycopg
-
 from shared.errors import EtlError
-from shared.localstack import LocalStack
+from shared.local.stack import LocalStack
 from shared.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -72,7 +70,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_seed(args: argparse.Namespace) -> int:
     """Create the totesys schema and load the snapshot (x --scale)."""
-    from shared.source.seed import seed_source
+    from shared.local.source.seed import seed_source
 
     settings = stack_settings(args.local_dir)
     assert settings.totesys_db_url is not None
@@ -83,7 +81,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Make application-like changes on the source (--changes N, or --duration S at --rate R)."""
-    from shared.source.simulate import simulate
+    from shared.local.source.simulate import simulate
 
     settings = stack_settings(args.local_dir)
     assert settings.totesys_db_url is not None
@@ -102,48 +100,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on embedded defaults: up, seed if empty, run, simulate changes, run again, summary."""
-    from shared.pipeline import run_cycle
-    from shared.source.seed import seed_source, table_counts
-    from shared.source.simulate import simulate
-    from shared.warehouse import report
+    from shared.local.demo import run_demo
 
     started = time.monotonic()
     settings = stack_settings(args.local_dir).require("source", "warehouse", "lake")
-    assert settings.totesys_db_url is not None and settings.warehouse_db_url is not None
-    source_url = settings.totesys_db_url.reveal()
-    with psycopg.connect(source_url) as conn:
-        counts = table_counts(conn)
-    if all(c <= 0 for c in counts.values()):
-        say("== seeding totesys with the real 2024-11-15 snapshot")
-        counts = seed_source(source_url, progress=say)
-    print_counts("source (totesys)", counts)
-
-    say("== cycle 1: extract -> transform -> load")
-    first = run_cycle(settings, progress=say)
-    print_cycle(first)
-
-    say(f"== simulating {args.changes} application changes on totesys (seed {args.seed})")
-    simulated = simulate(source_url, seed=args.seed, changes=args.changes, progress=say)
-    print("simulated changes: " + ", ".join(f"{k} {v}" for k, v in simulated.counts.items()))
-
-    say("== cycle 2: only the changed rows flow through")
-    second = run_cycle(settings, progress=say)
-    print_cycle(second)
-
-    with psycopg.connect(settings.warehouse_db_url.reveal()) as conn:
-        print_counts("warehouse", report.table_counts(conn))
-        if second.run_id is not None:
-            print(f"history created by run {second.run_id}:")
-            history = report.run_history(conn, second.run_id)
-            for h in history:
-                print(f"  {h.table:<20} {h.rows:>6,} rows, {h.new_versions:>5,} new versions")
-            example = next((h for h in history if h.examples), None)
-            if example is not None:
-                natural_id = example.examples[0][0]
-                print(f"  e.g. {example.table} id {natural_id}, every version (oldest first):")
-                for version in report.versions(conn, example.table, natural_id):
-                    shown = {k: v for k, v in version.items() if not k.startswith("etl_")}
-                    print("    " + ", ".join(f"{k}={v}" for k, v in list(shown.items())[1:10]))
+    run_demo(settings, changes=args.changes, seed=args.seed, say=say)
     say(f"demo finished in {time.monotonic() - started:.1f} s")
     say('next: eval "$(totes up)"; totes simulate --changes 100; totes run --once; totes status; totes down')
     return 0
@@ -195,7 +156,7 @@ def cmd_transform(args: argparse.Namespace) -> int:
     lake = Lake.from_settings(settings)
     outcome = transform(lake, args.run_id)
     if outcome.status == "quarantined":
-        say(f"run {args.run_id} quarantined: see {lake.curated}/_quarantine/{args.run_id}.json")
+        say(f"run {args.run_id} quarantined: see {lake.curated}/{outcome.quarantine}")
         return 2
     print_counts(f"transformed run {args.run_id} ({outcome.status})", outcome.rows)
     print(f"next: totes load {args.run_id}")

@@ -62,8 +62,8 @@ def run_cycle(settings: Settings, lake: Lake | None = None, *, progress: Progres
     durations["transform"] = time.perf_counter() - started
     if transformed.status == "quarantined":
         raise TerminalError(
-            f"run {extracted.run_id} was quarantined by transform; see {lake.curated}/_quarantine/"
-            f"{extracted.run_id}.json. The raw files are kept; fix and re-run `totes transform "
+            f"run {extracted.run_id} was quarantined by transform; see {lake.curated}/{transformed.quarantine}. "
+            "The raw files are kept; fix and re-run `totes transform "
             f"{extracted.run_id}`"
         )
     for table, rows in transformed.rows.items():

@@ -49,7 +49,7 @@ class LakeConnection:
 
 @dataclass(frozen=True)
 class Settings:
-    """Every setting of the pipeline (design.md), read once from the environment."""
+    """Every setting of the pipeline (README.md, Settings), read once from the environment."""
 
     totesys_db_url: Secret | None
     warehouse_db_url: Secret | None

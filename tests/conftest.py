@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,9 @@ import pytest
 from psycopg import sql
 
 from shared.lake import Lake
-from shared.localstack import LocalStack, StackUrls, with_database
+from shared.local.source.seed import seed_source
+from shared.local.stack import LocalStack, StackUrls, with_database
 from shared.settings import Settings, load_settings
-from shared.source.seed import seed_source
 
 TEMPLATE_DB = "totesys_snapshot"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -100,16 +101,23 @@ def lake_env(local_stack: StackUrls) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def lake(lake_env: dict[str, str]) -> Iterator[Lake]:
-    """A Lake over private, freshly created containers and queues."""
-    lake = Lake.from_settings(load_settings(lake_env))
+@contextmanager
+def private_lake(env: dict[str, str]) -> Iterator[Lake]:
+    """A Lake over the containers and queue `env` names, created now and deleted afterwards."""
+    lake = Lake.from_settings(load_settings(env))
     lake.ensure()
     yield lake
     for container in (lake.raw, lake.curated):
         lake.blobs.delete_container(container)
     for queue in (lake.load_queue, f"{lake.load_queue}-poison"):
         lake.queues.delete_queue(queue)
+
+
+@pytest.fixture
+def lake(lake_env: dict[str, str]) -> Iterator[Lake]:
+    """A Lake over private, freshly created containers and queues."""
+    with private_lake(lake_env) as lake:
+        yield lake
 
 
 @pytest.fixture

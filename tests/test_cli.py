@@ -7,8 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared.cli import build_parser
-from shared.localstack import StackUrls
+import pytest
+
+from shared.cli import build_parser, main
+from shared.lake import Lake
+from shared.local.stack import StackUrls
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,3 +97,56 @@ def test_run_once_then_status_through_the_command(
     assert run_id[1] in status.stdout
     assert "current lag:" in status.stdout
     assert not (tmp_path / "unused").exists()
+
+
+@pytest.fixture
+def pipeline_env(
+    monkeypatch: pytest.MonkeyPatch, source_db: str, empty_warehouse: str, lake_env: dict[str, str], lake: Lake
+) -> None:
+    """The environment of a whole pipeline (snapshot source, empty warehouse, private lake) for in-process runs."""
+    for name, value in {**lake_env, "TOTESYS_DB_URL": source_db, "WAREHOUSE_DB_URL": empty_warehouse}.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_demo_runs_two_cycles_and_shows_the_history_it_created(
+    pipeline_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--local-dir", str(tmp_path / "unused"), "demo", "--changes", "40", "--seed", "2"]) == 0
+
+    out = capsys.readouterr().out
+    assert re.search(r"fact_sales_order\s+11,187", out)
+    assert "simulated changes: new_sales_order" in out
+    history = re.search(r"history created by run (\S+):", out)
+    assert history and re.search(r"fact_sales_order\s+\d+ rows,\s+\d+ new versions", out)
+    assert "every version (oldest first):" in out
+    assert not (tmp_path / "unused").exists()
+
+
+def test_each_stage_by_its_command_then_status(
+    pipeline_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    local = ["--local-dir", str(tmp_path / "unused")]
+    assert main([*local, "extract"]) == 0
+    found = re.search(r"extracted run (\S+): rows per table", capsys.readouterr().out)
+    assert found
+    run_id = found[1]
+    assert main([*local, "transform", run_id]) == 0
+    assert f"transformed run {run_id} (transformed)" in capsys.readouterr().out
+    assert main([*local, "load", run_id]) == 0
+    loaded = capsys.readouterr().out
+    assert re.search(rf"loaded run {run_id} in [\d.]+ s: rows per table", loaded)
+    assert re.search(r"fact_payment\s+15,836", loaded)
+    assert main([*local, "load", run_id]) == 0
+    assert f"run {run_id} was already loaded" in capsys.readouterr().err
+    assert main([*local, "status", "--limit", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(run_id) and "current lag:" in out
+
+    assert main([*local, "extract"]) == 0
+    assert "no changes in the source since the last run" in capsys.readouterr().err
+    assert main([*local, "simulate", "--changes", "3", "--seed", "5"]) == 0
+    assert re.match(r"simulation \(seed 5\) made 3 of 3 changes", capsys.readouterr().out)
+    assert main([*local, "seed"]) == 2  # populated: refuses without --replace
+    assert "--replace" in capsys.readouterr().err
+    assert main([*local, "transform", "20990101T000000Z-000000"]) == 2
+    assert "no raw manifest" in capsys.readouterr().err

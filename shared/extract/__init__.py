@@ -3,10 +3,10 @@
 `extract(settings, lake)` is the whole API; the trigger, the CLI and the pipeline call it.
 """
 
+from shared.contract import RUNS_PREFIX
 from shared.extract.parquet import DEFAULT_BATCH_ROWS
 from shared.extract.stage import (
     CHANGES_MARKER,
-    RUNS_PREFIX,
     ExtractResult,
     data_blob_name,
     extract,

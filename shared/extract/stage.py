@@ -23,11 +23,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import psycopg
 
+from shared.contract import JSON_TYPE, PARQUET_TYPE, RawFile, RawManifest, manifest_name, raw_file_name
 from shared.errors import TerminalError, TransientError
 from shared.extract.catalog import SourceTable, read_catalog
 from shared.extract.parquet import DEFAULT_BATCH_ROWS, TableFile, write_table_parquet
@@ -39,11 +39,7 @@ from shared.settings import Settings
 
 log = logging.getLogger("shared.extract")
 
-RUNS_PREFIX = "_runs/"
-MANIFEST_VERSION = 1
 CHANGES_MARKER = "TOTES_EXTRACT_CHANGES"
-PARQUET = "application/vnd.apache.parquet"
-JSON = "application/json"
 
 
 @dataclass(frozen=True)
@@ -98,12 +94,12 @@ def new_run_id(extracted_at: datetime) -> str:
 
 def data_blob_name(table: str, run_id: str, extracted_at: datetime) -> str:
     """The raw container path of a run's file for `table`: <table>/<YYYY>/<MM>/<DD>/<run_id>.parquet."""
-    return f"{table}/{extracted_at.astimezone(UTC):%Y/%m/%d}/{run_id}.parquet"
+    return raw_file_name(table, run_id, extracted_at)
 
 
 def manifest_blob_name(run_id: str) -> str:
     """The raw container path of a run's manifest: _runs/<run_id>.json."""
-    return f"{RUNS_PREFIX}{run_id}.json"
+    return manifest_name(run_id)
 
 
 def extract(
@@ -180,7 +176,7 @@ def extract(
 
     manifest_name = manifest_blob_name(run_id)
     manifest = build_manifest(run_id, extracted_at, int(lookback.total_seconds()), tables, files)
-    lake.put_once(lake.raw, manifest_name, json.dumps(manifest, indent=2).encode(), JSON)
+    lake.put_once(lake.raw, manifest_name, manifest.to_json(), JSON_TYPE)
 
     maxima = {t: f.file.max_last_updated for t, f in files.items()}
     advanced = state.advanced(run_id, extracted_at, maxima, extra_state, extracted.tails)
@@ -238,29 +234,22 @@ def build_manifest(
     lookback_seconds: int,
     tables: dict[str, SourceTable],
     files: dict[str, RawTableFile],
-) -> dict[str, Any]:
+) -> RawManifest:
     """The run manifest: per changed table its file, rows, bytes, sha256, window and columns."""
-    entries = {}
-    for table, raw in files.items():
-        file, after = raw.file, raw.after
-        entries[table] = {
-            "file": raw.blob,
-            "rows": file.rows,
-            "bytes": file.bytes,
-            "sha256": file.sha256,
-            "window": {
-                "after": iso(after) if after else None,
-                "max_last_updated": iso(file.max_last_updated),
-            },
-            "columns": [{"name": c.name, "type": c.pg_type} for c in tables[table].columns],
-        }
-    return {
-        "version": MANIFEST_VERSION,
-        "run_id": run_id,
-        "extracted_at": iso(extracted_at),
-        "lookback_seconds": lookback_seconds,
-        "tables": entries,
-    }
+    entries = tuple(
+        RawFile(
+            table=table,
+            file=raw.blob,
+            rows=raw.file.rows,
+            sha256=raw.file.sha256,
+            size=raw.file.bytes,
+            max_last_updated=iso(raw.file.max_last_updated),
+            after=iso(raw.after) if raw.after else None,
+            columns=tuple((c.name, c.pg_type) for c in tables[table].columns),
+        )
+        for table, raw in files.items()
+    )
+    return RawManifest(run_id, iso(extracted_at), entries, lookback_seconds)
 
 
 def _extract_tables(
@@ -295,7 +284,7 @@ def _extract_tables(
             if read.file is not None:
                 name = data_blob_name(table, run_id, extracted_at)
                 with local.open("rb") as stream:
-                    lake.put_once(lake.raw, name, stream, PARQUET)
+                    lake.put_once(lake.raw, name, stream, PARQUET_TYPE)
                 local.unlink()
                 extracted.files[table] = RawTableFile(name, read.file, after)
             extracted.seconds[table] = time.perf_counter() - table_started

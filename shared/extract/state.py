@@ -13,10 +13,11 @@ from typing import Any
 
 import polars as pl
 
+from shared.contract import WATERMARKS_NAME
 from shared.errors import TerminalError
 from shared.extract.parquet import ROW_HASH
 
-STATE_BLOB = "_state/extract_watermarks.json"
+STATE_BLOB = WATERMARKS_NAME
 
 
 def iso(value: datetime) -> str:

@@ -21,7 +21,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 from azure.storage.blob import BlobServiceClient, ContentSettings
-from azure.storage.queue import QueueServiceClient, TextBase64EncodePolicy
+from azure.storage.queue import QueueServiceClient
 
 from shared.errors import TerminalError, TransientError
 from shared.settings import Settings
@@ -158,12 +158,6 @@ class Lake:
     def read_json(self, container: str, name: str) -> Any:
         """Parse a JSON blob."""
         return json.loads(self.get(container, name))
-
-    def send_load_message(self, run_id: str) -> None:
-        """Queue {"run_id": ...} on the load queue, base64-encoded as the Functions queue trigger expects."""
-        client = self.queues.get_queue_client(self.load_queue, message_encode_policy=TextBase64EncodePolicy())
-        with _transient(self.load_queue, run_id):
-            client.send_message(json.dumps({"run_id": run_id}))
 
 
 class _transient:

@@ -1,6 +1,6 @@
 """Builders of the eleven warehouse tables: source frames in, warehouse rows out (pure, vectorised).
 
-Each builder takes source frames with at least the required columns (shared.transform.contract) and
+Each builder takes source frames with at least the required columns (shared.contract) and
 returns exactly the output columns of its table (contract.OUTPUT_SCHEMA), one row per natural key for
 dimensions (the latest version given) and one row per distinct version for facts, sorted by key.
 """
@@ -13,7 +13,7 @@ from functools import cache
 import polars as pl
 import pycountry
 
-from shared.transform.contract import FACT_DATE_COLUMNS, OUTPUT_SCHEMA
+from shared.contract import FACT_DATE_COLUMNS, OUTPUT_SCHEMA
 from shared.transform.dates import calendar_rows
 from shared.transform.errors import InvalidValueError, MissingReferenceError, describe_ids
 from shared.transform.hashing import row_hash

@@ -29,3 +29,16 @@ class MissingReferenceError(TerminalError):
 
 class InvalidValueError(TerminalError):
     """A source value cannot be converted to its warehouse type (e.g. a text date that is not a date)."""
+
+
+class BadRunError(TerminalError):
+    """The run's raw input cannot be transformed; the run is quarantined and its raw files are kept."""
+
+    def __init__(self, run_id: str, reason: str, *, file: str | None = None, columns: Iterable[str] = ()) -> None:
+        self.run_id = run_id
+        self.reason = reason
+        self.file = file
+        self.columns = tuple(columns)
+        where = f" file {file}" if file else ""
+        what = f" column(s) {', '.join(self.columns)}" if self.columns else ""
+        super().__init__(f"run {run_id}{where}{what}: {reason}")

@@ -1,6 +1,6 @@
 """The whole pure transform of one run: raw source rows and the previous state in, star rows out.
 
-Propagation (design rule 5): a changed department re-emits dim_staff for every staff row of it, a
+Propagation (docs/architecture.md, rule 5): a changed department re-emits dim_staff for every staff row of it, a
 changed address re-emits dim_location and every dim_counterparty whose legal address it is; changed
 staff and counterparty rows join to the current department and address (the state merged with the
 run's own changes). Dimension rows are always built from that merged current state, so a replayed old
@@ -11,14 +11,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 import polars as pl
 
+from shared.contract import (
+    NULLABLE_OUTPUT,
+    OUTPUT_SCHEMA,
+    TABLE_KEYS,
+    required_columns,
+    required_schema,
+)
 from shared.schema import SOURCE_SCHEMA, primary_key
 from shared.transform.builders import (
     build_dim_counterparty,
     build_dim_currency,
-    build_dim_date,
+    build_dim_date_of,
     build_dim_design,
     build_dim_location,
     build_dim_payment_type,
@@ -27,19 +35,13 @@ from shared.transform.builders import (
     build_fact_payment,
     build_fact_purchase_order,
     build_fact_sales_order,
-)
-from shared.transform.contract import (
-    NULLABLE_OUTPUT,
-    OUTPUT_SCHEMA,
-    TABLE_KEYS,
-    required_columns,
-    required_schema,
+    fact_dates,
 )
 from shared.transform.errors import InvalidValueError, MissingColumnError, MissingReferenceError, describe_ids
 from shared.transform.state import STATE_TABLES, merge_state
 
 __all__ = [
-    "FACTS",
+    "FACT_SOURCES",
     "SOURCE_OF",
     "InvalidValueError",
     "MissingColumnError",
@@ -47,6 +49,7 @@ __all__ = [
     "TransformResult",
     "advance_state",
     "build_from_source",
+    "build_run",
     "build_state_dimensions",
     "conform_source",
     "null_warnings",
@@ -134,7 +137,7 @@ def advance_state(run: Mapping[str, pl.DataFrame], state: Mapping[str, pl.DataFr
 def build_state_dimensions(
     run: Mapping[str, pl.DataFrame], current: Mapping[str, pl.DataFrame]
 ) -> dict[str, pl.DataFrame]:
-    """dim_staff, dim_location and dim_counterparty rows for what the run's parent tables changed (design rule 5)."""
+    """dim_staff, dim_location and dim_counterparty rows for what the run's parent tables changed (rule 5)."""
     tables: dict[str, pl.DataFrame] = {}
     changed_departments = _ids(run.get("department"), "department_id")
     staff = current["staff"].filter(
@@ -170,18 +173,65 @@ _SINGLE_SOURCE_BUILDERS: dict[str, Callable[[pl.DataFrame], pl.DataFrame]] = {
     "dim_transaction": build_dim_transaction,
 }
 # Output tables built from one source table alone, in build order (facts first: dim_date needs their dates).
-FACTS: dict[str, str] = {
+FACT_SOURCES: dict[str, str] = {
     "fact_sales_order": "sales_order",
     "fact_purchase_order": "purchase_order",
     "fact_payment": "payment",
 }
 SOURCE_OF: dict[str, str] = {
-    **FACTS,
+    **FACT_SOURCES,
     "dim_currency": "currency",
     "dim_design": "design",
     "dim_payment_type": "payment_type",
     "dim_transaction": "transaction",
 }
+
+
+# Build one output table from one run's tables: a loader per source table present in the run, returning
+# its conformed rows (called once per table that needs it, so a file can stay on disk until then).
+Sources = Mapping[str, Callable[[], pl.DataFrame]]
+Emit = Callable[[str, pl.DataFrame], None]
+
+
+def build_run(
+    sources: Sources, state: Mapping[str, pl.DataFrame], emit: Emit
+) -> tuple[dict[str, pl.DataFrame], list[str]]:
+    """Build every output table of one run, one at a time, and hand each non-empty one to `emit`; return
+    the new state (all STATE_TABLES) and the warnings (builders' first, then nulls in contract order).
+
+    Facts first (dim_date needs their dates), then dim_date, the state dimensions (docs/architecture.md, rule 5) and the
+    single-source dimensions. The caller decides what `emit` does (keep the frame, or encode it and drop
+    it): the memory needed is then that of the largest single table, not of the run.
+    """
+    null_found: dict[str, list[str]] = {}
+    warnings: list[str] = []
+
+    def out(table: str, frame: pl.DataFrame) -> None:
+        if frame.height:
+            null_found[table] = null_warnings(table, frame)
+            emit(table, frame)
+
+    dates = []
+    for name, source in FACT_SOURCES.items():
+        if source in sources:
+            frame, _ = build_from_source(name, sources[source]())
+            dates.append(fact_dates(name, frame))
+            out(name, frame)
+            del frame
+    out("dim_date", build_dim_date_of(dates))
+    parents = {t: sources[t]() for t in STATE_TABLES if t in sources}
+    current = advance_state(parents, state)
+    for name, frame in build_state_dimensions(parents, current).items():
+        out(name, frame)
+    for name, source in SOURCE_OF.items():
+        if name not in FACT_SOURCES and source in sources:
+            frame, built_warnings = build_from_source(name, sources[source]())
+            warnings += built_warnings
+            out(name, frame)
+            del frame
+    for table in OUTPUT_SCHEMA:
+        warnings += null_found.get(table, [])
+    return current, warnings
 
 
 def transform_run(raw: Mapping[str, pl.DataFrame], state: Mapping[str, pl.DataFrame]) -> TransformResult:
@@ -194,19 +244,11 @@ def transform_run(raw: Mapping[str, pl.DataFrame], state: Mapping[str, pl.DataFr
             continue
         run[table] = conform_source(frame, table, "raw")
 
-    current = advance_state(run, state)
     tables: dict[str, pl.DataFrame] = {}
-    for name, source in FACTS.items():
-        if source in run:
-            tables[name], _ = build_from_source(name, run[source])
-    tables["dim_date"] = build_dim_date(tables)
-    tables.update(build_state_dimensions(run, current))
-    for name, source in SOURCE_OF.items():
-        if name not in FACTS and source in run:
-            tables[name], built_warnings = build_from_source(name, run[source])
-            warnings.extend(built_warnings)
+    current, built = build_run({t: partial(_same, f) for t, f in run.items()}, state, tables.__setitem__)
+    produced = {t: tables[t] for t in OUTPUT_SCHEMA if t in tables}
+    return TransformResult(tables=produced, state=current, warnings=warnings + built)
 
-    produced = {t: tables[t] for t in OUTPUT_SCHEMA if t in tables and tables[t].height}
-    for table, frame in produced.items():
-        warnings.extend(null_warnings(table, frame))
-    return TransformResult(tables=produced, state=current, warnings=warnings)
+
+def _same(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame

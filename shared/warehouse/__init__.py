@@ -1,4 +1,4 @@
-"""The warehouse: its DDL (spec/warehouse.md), applied idempotently, and the SQL the load runs."""
+"""The warehouse: its DDL (docs/warehouse.md), applied idempotently, and the SQL the load runs."""
 
 from __future__ import annotations
 

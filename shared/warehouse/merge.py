@@ -1,7 +1,6 @@
-"""The load's SQL: COPY curated frames into staging tables, then merge them into the star schemas.
+"""The load's merge SQL: staged curated rows into the star schemas, inside the caller's transaction.
 
-Everything here runs inside the caller's transaction and never commits. Grain per step:
-- staging: one temporary table per curated file (`stg_<table>`, dropped at commit), filled by COPY;
+Grain per step:
 - dim_date: one row per calendar day from the earliest to the latest date known (contiguous);
 - dimensions: one row per natural key, the newest version by (etl_source_updated, etl_run_id);
 - facts: one row per distinct version (natural key, etl_row_hash), never a second identical one.
@@ -9,8 +8,6 @@ Everything here runs inside the caller's transaction and never commits. Grain pe
 
 from __future__ import annotations
 
-import hashlib
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -18,103 +15,9 @@ from datetime import date
 import polars as pl
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
-from shared.warehouse import apply_schema, pgcopy, schema_sql
-
-DIMENSIONS: tuple[str, ...] = (
-    "dim_staff",
-    "dim_location",
-    "dim_currency",
-    "dim_design",
-    "dim_counterparty",
-    "dim_payment_type",
-    "dim_transaction",
-)
-FACTS: tuple[str, ...] = ("fact_sales_order", "fact_purchase_order", "fact_payment")
-# Load order: the calendar, the dimensions, then the facts that reference both (foreign keys).
-TABLES: tuple[str, ...] = ("dim_date", *DIMENSIONS, *FACTS)
-KEYS: dict[str, str] = {
-    "dim_date": "date_id",
-    "dim_staff": "staff_id",
-    "dim_location": "location_id",
-    "dim_currency": "currency_id",
-    "dim_design": "design_id",
-    "dim_counterparty": "counterparty_id",
-    "dim_payment_type": "payment_type_id",
-    "dim_transaction": "transaction_id",
-    "fact_sales_order": "sales_order_id",
-    "fact_purchase_order": "purchase_order_id",
-    "fact_payment": "payment_id",
-}
-# The bookkeeping column the transform writes into each curated file (the load adds etl_run_id itself).
-TRANSFORM_COLUMNS: dict[str, tuple[str, ...]] = {
-    "dim_date": (),
-    **{table: ("etl_source_updated",) for table in DIMENSIONS},
-    **{table: ("etl_row_hash",) for table in FACTS},
-}
-# The serial primary key of each fact table: one row per version (see `copy_facts`).
-RECORD_IDS: dict[str, str] = {
-    "fact_sales_order": "sales_record_id",
-    "fact_purchase_order": "purchase_record_id",
-    "fact_payment": "payment_record_id",
-}
-# A fact version's position in time: record ids are assigned in this order so they grow with time.
-FACT_ORDER: dict[str, tuple[str, ...]] = {
-    "fact_sales_order": ("last_updated_date", "last_updated_time"),
-    "fact_purchase_order": ("last_updated_date", "last_updated_time"),
-    "fact_payment": ("last_updated_date", "last_updated"),
-}
-# Fact column -> the dimension it references (the warehouse contract's foreign keys, dim_date aside).
-REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
-    "fact_sales_order": (
-        ("sales_staff_id", "dim_staff"),
-        ("counterparty_id", "dim_counterparty"),
-        ("currency_id", "dim_currency"),
-        ("design_id", "dim_design"),
-        ("agreed_delivery_location_id", "dim_location"),
-    ),
-    "fact_purchase_order": (
-        ("staff_id", "dim_staff"),
-        ("counterparty_id", "dim_counterparty"),
-        ("currency_id", "dim_currency"),
-        ("agreed_delivery_location_id", "dim_location"),
-    ),
-    "fact_payment": (
-        ("transaction_id", "dim_transaction"),
-        ("counterparty_id", "dim_counterparty"),
-        ("currency_id", "dim_currency"),
-        ("payment_type_id", "dim_payment_type"),
-    ),
-}
-# English names indexed by ISO day of week (Monday=1) and month (January=1): independent of lc_time.
-DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-MONTH_NAMES = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
-# Rows per chunk streamed into COPY: bounds the memory of the binary or text form of a large frame.
-COPY_BATCH_ROWS = 200_000
-# A fact batch of at least this many rows, and at least 1/BULK_FACT_RATIO of the table's rows, is
-# inserted in bulk: version key rebuilt and foreign keys validated once for the whole table instead
-# of per row (see insert_facts). One per-row insert costs about what re-checking ~40 existing rows does.
-BULK_FACT_ROWS = 50_000
-BULK_FACT_RATIO = 20
-# work_mem, temp_buffers and maintenance_work_mem of a load transaction (see lock_loads).
-LOAD_WORK_MEM = "128MB"
-LOAD_TEMP_BUFFERS = "256MB"
-LOAD_MAINTENANCE_WORK_MEM = "512MB"
-_LOAD_LOCK = 0x7074_6C64  # pg_advisory_xact_lock key: every load, whatever its run, takes it
+from shared.contract import DAY_NAMES, FACT_ORDER, MONTH_NAMES, REFERENCES, TABLE_KEYS
+from shared.warehouse.bulk import Constraints, add_constraints, drop_constraints, is_bulk
 
 
 @dataclass(frozen=True)
@@ -142,195 +45,6 @@ class MissingReference:
     def __str__(self) -> str:
         shown = ", ".join(map(str, self.ids[:20])) + (", ..." if len(self.ids) > 20 else "")
         return f"{self.table}.{self.column} -> {self.dimension} ids [{shown}]"
-
-
-@dataclass(frozen=True)
-class Constraints:
-    """The version key and foreign keys dropped from a fact table (name, definition), to re-add."""
-
-    table: str
-    definitions: tuple[tuple[str, str], ...]
-    rows: int
-
-
-def lock_loads(conn: psycopg.Connection) -> None:
-    """Serialise loads: wait for the transaction-level lock every load takes (released at commit).
-
-    Also sizes this transaction's sort and hash memory: the merges sort and join whole staged tables,
-    which spill to disk at the default 4MB. Loads run one at a time, so this is the load's memory.
-    """
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOAD_LOCK,))
-    conn.execute("SELECT set_config('work_mem', %s, true)", (LOAD_WORK_MEM,))
-    # Staging tables are temporary: their pages live in this session's temp_buffers (default 8MB),
-    # which can only grow before the session first touches a temporary table.
-    conn.execute("SELECT set_config('temp_buffers', %s, true)", (LOAD_TEMP_BUFFERS,))
-    # Re-adding a fact table's version key sorts the whole table (one index build, see add_constraints).
-    conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (LOAD_MAINTENANCE_WORK_MEM,))
-
-
-def ensure_schema(conn: psycopg.Connection) -> bool:
-    """Apply the warehouse DDL unless this exact version was applied already; True if it was applied.
-
-    Re-running the DDL on every load would take CREATE OR REPLACE VIEW's exclusive lock on the
-    analysts' views for the whole load transaction, so the script's digest is remembered instead.
-    """
-    digest = hashlib.sha256(schema_sql().encode()).hexdigest()
-    row = conn.execute("SELECT to_regclass('etl.schema_applied') IS NOT NULL").fetchone()
-    if row and row[0]:
-        applied = conn.execute("SELECT 1 FROM etl.schema_applied WHERE sha256 = %s", (digest,)).fetchone()
-        if applied:
-            return False
-    apply_schema(conn)
-    conn.execute("INSERT INTO etl.schema_applied (sha256) VALUES (%s) ON CONFLICT DO NOTHING", (digest,))
-    return True
-
-
-def loaded_at(conn: psycopg.Connection, run_id: str) -> object | None:
-    """When `run_id` was loaded according to the ledger, or None if it never was."""
-    row = conn.execute("SELECT loaded_at FROM etl.load_run WHERE run_id = %s", (run_id,)).fetchone()
-    return row[0] if row else None
-
-
-def curated_columns(conn: psycopg.Connection, table: str) -> list[str]:
-    """The columns a curated file of `table` carries: the contract columns minus serial record ids,
-    plus the transform's bookkeeping column."""
-    rows = conn.execute(
-        "SELECT a.attname FROM pg_attribute a "
-        "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
-        "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped "
-        "AND a.attname NOT LIKE 'etl\\_%%' "
-        "AND coalesce(pg_get_expr(d.adbin, d.adrelid), '') NOT LIKE 'nextval(%%' "
-        "ORDER BY a.attnum",
-        (table,),
-    ).fetchall()
-    return [r[0] for r in rows] + list(TRANSFORM_COLUMNS[table])
-
-
-def stage(conn: psycopg.Connection, table: str, frame: pl.DataFrame) -> int:
-    """COPY `frame` (a curated file of `table`) into the temporary table stg_<table>; rows staged.
-
-    Fact rows are staged once per version (natural key, etl_row_hash) and oldest first, the order
-    they are inserted in (sorting here is cheaper than in PostgreSQL, whose sort then finds them sorted).
-    """
-    if table in FACTS:
-        frame = fact_versions(table, frame)
-    staging = sql.Identifier(f"stg_{table}")
-    columns = sql.SQL(", ").join(map(sql.Identifier, frame.columns))
-    conn.execute(
-        sql.SQL("CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
-            staging, columns, sql.Identifier(table)
-        )
-    )
-    copy_frame(conn, f"stg_{table}", frame)
-    # Temporary tables are never auto-analysed; the merges below join on them.
-    conn.execute(sql.SQL("ANALYZE {}").format(staging))
-    return frame.height
-
-
-def fact_versions(table: str, frame: pl.DataFrame) -> pl.DataFrame:
-    """A curated fact frame -> one row per version (natural key, etl_row_hash), oldest first."""
-    key = KEYS[table]
-    if frame.select(pl.struct(key, "etl_row_hash").is_duplicated().any()).item():
-        frame = frame.unique([key, "etl_row_hash"], keep="first", maintain_order=True)
-    return frame.sort([*FACT_ORDER[table], key], maintain_order=True)
-
-
-def is_empty(conn: psycopg.Connection, table: str) -> bool:
-    """Whether warehouse table `table` has no row at all."""
-    row = conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table))).fetchone()
-    return bool(row and row[0])
-
-
-def copy_facts(conn: psycopg.Connection, table: str, frame: pl.DataFrame, run_id: str) -> Constraints:
-    """COPY a curated fact frame straight into the empty fact `table`, one row per version, oldest first;
-    return the table's keys and foreign keys, dropped for the COPY, for `add_constraints`.
-
-    The first load of a table has no known version to filter out, so staging and an INSERT ... SELECT
-    would copy every row twice. The record ids are reserved from the table's sequence in one call and
-    numbered here, in the order `insert_facts` would give them; the primary key, version key and foreign
-    keys are rebuilt and checked once each when the dimensions are merged.
-    """
-    versions = fact_versions(table, frame)
-    constraints = drop_constraints(conn, table, primary=True)
-    first = reserve_record_ids(conn, table, versions.height)
-    versions = versions.select(
-        pl.int_range(first, first + versions.height, dtype=pl.Int32).alias(RECORD_IDS[table]),
-        pl.all(),
-        etl_run_id=pl.lit(run_id, pl.String),
-    )
-    copy_frame(conn, table, versions)
-    return Constraints(table, tuple(constraints), versions.height)
-
-
-def reserve_record_ids(conn: psycopg.Connection, table: str, count: int) -> int:
-    """Take `count` (>= 1) consecutive values of fact `table`'s record id sequence; return the first.
-
-    Safe only under the load lock: no other writer draws from the sequence meanwhile.
-    """
-    row = conn.execute(
-        "WITH s AS (SELECT pg_get_serial_sequence(%(table)s, %(column)s) AS seq) "
-        "SELECT n, setval((SELECT seq FROM s), n + %(count)s - 1) FROM (SELECT nextval((SELECT seq FROM s)) AS n) AS f",
-        {"table": table, "column": RECORD_IDS[table], "count": count},
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def copy_dimension(conn: psycopg.Connection, table: str, frame: pl.DataFrame, run_id: str) -> int:
-    """COPY a curated dimension frame straight into the empty dimension `table`: what `merge_dimension`
-    would insert (each key once, at its newest version), without staging it first. Returns the rows."""
-    key = KEYS[table]
-    newest = (
-        frame.sort([key, "etl_source_updated"], descending=[False, True])
-        .unique(key, keep="first", maintain_order=True)
-        .with_columns(etl_run_id=pl.lit(run_id, pl.String))
-    )
-    copy_frame(conn, table, newest)
-    return newest.height
-
-
-def copy_frame(conn: psycopg.Connection, table: str, frame: pl.DataFrame, *, schema: str | None = None) -> None:
-    """COPY every row of `frame` into `table` (in `schema`, else on the search path: a temporary table
-    first) whose columns are named like the frame's: in binary where every column's type allows (see
-    shared.warehouse.pgcopy), else as CSV."""
-    types = column_types(conn, table if schema is None else f"{schema}.{table}", frame.columns)
-    binary = pgcopy.encodable(frame.schema, types)
-    copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(
-        sql.Identifier(table) if schema is None else sql.Identifier(schema, table),
-        sql.SQL(", ").join(map(sql.Identifier, frame.columns)),
-        sql.SQL("binary" if binary else "csv"),
-    )
-    with conn.cursor() as cur, cur.copy(copy) as pipe:
-        if binary:
-            for chunk in pgcopy.encode(frame, types, COPY_BATCH_ROWS):
-                pipe.write(chunk)
-            return
-        for offset in range(0, frame.height, COPY_BATCH_ROWS):
-            buffer = io.BytesIO()
-            # CSV tells null (empty) from '' (quoted); times and timestamps keep milliseconds.
-            frame.slice(offset, COPY_BATCH_ROWS).write_csv(
-                buffer,
-                include_header=False,
-                date_format="%Y-%m-%d",
-                time_format="%H:%M:%S%.3f",
-                datetime_format="%Y-%m-%d %H:%M:%S%.3f",
-            )
-            pipe.write(buffer.getbuffer())
-
-
-def column_types(conn: psycopg.Connection, table: str, columns: Sequence[str]) -> list[str]:
-    """The type name (pg_type.typname) of each of `columns` of `table` (temporary tables first)."""
-    found: dict[str, str] = dict(
-        conn.execute(
-            "SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
-            "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped",
-            (table,),
-        ).fetchall()
-    )
-    missing = [c for c in columns if c not in found]
-    if missing:
-        raise psycopg.errors.UndefinedColumn(f"table {table} has no column(s) {', '.join(missing)}")
-    return [found[c] for c in columns]
 
 
 def date_columns(conn: psycopg.Connection, staged: Sequence[str]) -> dict[str, list[str]]:
@@ -413,7 +127,7 @@ def merge_dimension(conn: psycopg.Connection, table: str, columns: Sequence[str]
     on large batches, and as safe since loads hold the load lock. A key repeated in the staged file
     counts once, at its newest version.
     """
-    key = sql.Identifier(KEYS[table])
+    key = sql.Identifier(TABLE_KEYS[table])
     newest = sql.SQL("SELECT DISTINCT ON ({key}) * FROM {staging} ORDER BY {key}, etl_source_updated DESC").format(
         key=key, staging=sql.Identifier(f"stg_{table}")
     )
@@ -427,7 +141,7 @@ def merge_dimension(conn: psycopg.Connection, table: str, columns: Sequence[str]
     ).format(
         table=sql.Identifier(table),
         assignments=sql.SQL(", ").join(
-            sql.SQL("{0} = s.{0}").format(sql.Identifier(c)) for c in columns if c != KEYS[table]
+            sql.SQL("{0} = s.{0}").format(sql.Identifier(c)) for c in columns if c != TABLE_KEYS[table]
         ),
         newest=newest,
         key=key,
@@ -459,7 +173,7 @@ def missing_references(conn: psycopg.Connection, table: str, *, staged: bool = T
             col=sql.Identifier(column),
             staging=source,
             dim=sql.Identifier(dimension),
-            key=sql.Identifier(KEYS[dimension]),
+            key=sql.Identifier(TABLE_KEYS[dimension]),
         )
         ids = tuple(r[0] for r in conn.execute(query))
         if ids:
@@ -480,7 +194,7 @@ def insert_facts(
     locks on the fact table and its dimensions until commit, so small batches do not use it.
     stg_<table> has one row per version (see `stage`).
     """
-    key = sql.Identifier(KEYS[table])
+    key = sql.Identifier(TABLE_KEYS[table])
     if bulk is None:
         bulk = is_bulk(conn, table)
     query = sql.SQL(
@@ -490,7 +204,7 @@ def insert_facts(
         table=sql.Identifier(table),
         cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
         staging=sql.Identifier(f"stg_{table}"),
-        order=sql.SQL(", ").join(sql.Identifier(c) for c in (*FACT_ORDER[table], KEYS[table])),
+        order=sql.SQL(", ").join(sql.Identifier(c) for c in (*FACT_ORDER[table], TABLE_KEYS[table])),
         # Known versions are filtered out first, so replays do not consume record ids (ON CONFLICT does).
         where=sql.SQL(
             "WHERE NOT EXISTS (SELECT 1 FROM {} AS f WHERE f.{} = s.{} AND f.etl_row_hash = s.etl_row_hash)"
@@ -501,77 +215,3 @@ def insert_facts(
     cur = conn.execute(query, {"run_id": run_id})
     add_constraints(conn, Constraints(table, tuple(constraints), 0))
     return Merged(inserted=max(cur.rowcount, 0))
-
-
-def drop_constraints(conn: psycopg.Connection, table: str, *, primary: bool = False) -> list[tuple[str, str]]:
-    """Drop the unique keys and foreign keys of `table` (and its primary key if `primary`); (name,
-    definition) of each, to re-add."""
-    constraints = table_constraints(conn, table, primary=primary)
-    if constraints:
-        conn.execute(
-            sql.SQL("ALTER TABLE {} {}").format(
-                sql.Identifier(table),
-                sql.SQL(", ").join(sql.SQL("DROP CONSTRAINT {}").format(sql.Identifier(n)) for n, _ in constraints),
-            )
-        )
-    return constraints
-
-
-def add_constraints(conn: psycopg.Connection, dropped: Constraints) -> None:
-    """Re-add constraints `drop_constraints` dropped, in one ALTER TABLE: the unique index is built by
-    one sort and each foreign key checked by one join over the whole table."""
-    if not dropped.definitions:
-        return
-    # Definitions as the catalog printed them (pg_get_constraintdef), re-added under the same names.
-    conn.execute(
-        sql.SQL("ALTER TABLE {} {}").format(
-            sql.Identifier(dropped.table),
-            sql.SQL(", ").join(
-                sql.SQL("ADD CONSTRAINT {} {}").format(sql.Identifier(name), sql.SQL(definition))
-                for name, definition in dropped.definitions
-            ),
-        )
-    )
-
-
-def is_bulk(conn: psycopg.Connection, table: str) -> bool:
-    """Whether stg_<table> (analysed) is large enough, against the rows `table` holds, to rebuild the
-    table's version key and re-check its foreign keys once rather than per inserted row."""
-    row = conn.execute(
-        "SELECT s.reltuples, greatest(t.reltuples, 0) FROM pg_class s, pg_class t "
-        "WHERE s.oid = to_regclass(%s) AND t.oid = to_regclass(%s)",
-        (f"pg_temp.stg_{table}", table),
-    ).fetchone()
-    assert row is not None
-    staged, existing = row
-    return bool(staged >= BULK_FACT_ROWS and staged * BULK_FACT_RATIO >= existing)
-
-
-def table_constraints(conn: psycopg.Connection, table: str, *, primary: bool = False) -> list[tuple[str, str]]:
-    """(name, definition) of the unique keys, the primary key if `primary`, then the foreign keys, of `table`."""
-    kinds = ["u", "p", "f"] if primary else ["u", "f"]
-    return [
-        (name, definition)
-        for name, definition in conn.execute(
-            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-            'WHERE conrelid = to_regclass(%s) AND contype = ANY(%s::"char"[]) ORDER BY contype DESC, conname',
-            (table, kinds),
-        )
-    ]
-
-
-def record_run(
-    conn: psycopg.Connection,
-    run_id: str,
-    *,
-    extracted_at: object,
-    source_max_updated: object,
-    row_counts: dict[str, int],
-    timings: dict[str, float],
-) -> None:
-    """Write the run's ledger row: from now on a second delivery of `run_id` is a no-op."""
-    conn.execute(
-        "INSERT INTO etl.load_run (run_id, extracted_at, source_max_updated, row_counts, timings) "
-        "VALUES (%s, %s, %s, %s, %s)",
-        (run_id, extracted_at, source_max_updated, Jsonb(row_counts), Jsonb(timings)),
-    )

@@ -7,25 +7,11 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-STAR_TABLES = (
-    "dim_date",
-    "dim_staff",
-    "dim_location",
-    "dim_currency",
-    "dim_design",
-    "dim_counterparty",
-    "dim_payment_type",
-    "dim_transaction",
-    "fact_sales_order",
-    "fact_purchase_order",
-    "fact_payment",
-)
+from shared import contract
+from shared.contract import FACT_ORDER, RECORD_IDS, TABLE_KEYS
+
 # fact table -> (natural id, record id, last-updated time column)
-FACTS = {
-    "fact_sales_order": ("sales_order_id", "sales_record_id", "last_updated_time"),
-    "fact_purchase_order": ("purchase_order_id", "purchase_record_id", "last_updated_time"),
-    "fact_payment": ("payment_id", "payment_record_id", "last_updated"),
-}
+FACTS = {table: (TABLE_KEYS[table], RECORD_IDS[table], FACT_ORDER[table][-1]) for table in contract.FACTS}
 
 
 @dataclass(frozen=True)
@@ -41,7 +27,7 @@ class RunHistory:
 def table_counts(conn: psycopg.Connection) -> dict[str, int]:
     """Row count of every star table."""
     counts = {}
-    for table in STAR_TABLES:
+    for table in contract.TABLES:
         row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
         counts[table] = int(row[0]) if row else 0
     return counts

@@ -1,4 +1,4 @@
--- The warehouse contract (spec/warehouse.md), applied idempotently by shared.warehouse.apply_schema.
+-- The warehouse contract (docs/warehouse.md), applied idempotently by shared.warehouse.apply_schema.
 -- Star tables in schema public; bookkeeping columns prefixed etl_; bookkeeping tables in schema etl.
 CREATE SCHEMA IF NOT EXISTS etl;
 

@@ -9,6 +9,7 @@ import pytest
 
 from shared.lake import Lake
 from shared.settings import Settings, load_settings
+from tests.conftest import private_lake
 
 
 @pytest.fixture
@@ -33,10 +34,5 @@ def other_lake(lake_env: dict[str, str]) -> Iterator[Lake]:
         "CURATED_CONTAINER": f"curated2-{suffix}",
         "LOAD_QUEUE": f"load2-{suffix}",
     }
-    lake = Lake.from_settings(load_settings(env))
-    lake.ensure()
-    yield lake
-    for container in (lake.raw, lake.curated):
-        lake.blobs.delete_container(container)
-    for queue in (lake.load_queue, f"{lake.load_queue}-poison"):
-        lake.queues.delete_queue(queue)
+    with private_lake(env) as lake:
+        yield lake

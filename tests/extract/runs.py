@@ -10,7 +10,8 @@ from typing import Any
 import polars as pl
 import psycopg
 
-from shared.extract import RUNS_PREFIX, STATE_BLOB
+from shared.contract import RUNS_PREFIX
+from shared.extract import STATE_BLOB
 from shared.lake import Lake
 
 

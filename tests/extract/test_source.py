@@ -14,9 +14,9 @@ from shared.errors import TerminalError, TransientError
 from shared.extract import STATE_BLOB, extract
 from shared.extract.source import describe_source, source_snapshot
 from shared.lake import Lake
-from shared.localstack import free_port
+from shared.local.source.seed import SNAPSHOT_COUNTS
+from shared.local.stack import free_port
 from shared.settings import Settings, load_settings
-from shared.source.seed import SNAPSHOT_COUNTS
 from tests.extract.runs import raw_blobs
 
 PASSWORD = "pw-Do-Not-Leak-7f3a9c"

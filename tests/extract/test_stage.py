@@ -22,9 +22,9 @@ from shared.errors import TerminalError
 from shared.extract import CHANGES_MARKER, STATE_BLOB, extract
 from shared.extract.catalog import SourceTable
 from shared.lake import BlobExistsError, Lake
+from shared.local.source.seed import SNAPSHOT_COUNTS, read_snapshot
 from shared.schema import SOURCE_SCHEMA, SOURCE_TABLES, primary_key
 from shared.settings import Settings, load_settings
-from shared.source.seed import SNAPSHOT_COUNTS, read_snapshot
 from tests.extract.runs import execute, manifests, raw_blobs, read_run, state
 
 RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import polars as pl
 import pytest
 from azure.functions.decorators.function_app import Function
 from azure.functions.timer import TimerRequest
@@ -12,9 +11,9 @@ from polars.testing import assert_frame_equal
 
 from shared.extract import extract
 from shared.lake import Lake
+from shared.local.source.seed import SNAPSHOT_COUNTS
 from shared.schema import primary_key
 from shared.settings import load_settings
-from shared.source.seed import SNAPSHOT_COUNTS
 from tests.extract.runs import manifests, read_run
 
 
@@ -53,4 +52,3 @@ def test_the_trigger_produces_the_same_run_as_the_api(
         assert (entry["rows"], entry["columns"], entry["window"]) == (other["rows"], other["columns"], other["window"])
         key = primary_key(table)
         assert_frame_equal(frames[table].sort(key), direct_frames[table].sort(key))
-        assert isinstance(frames[table], pl.DataFrame)

@@ -17,7 +17,7 @@ import pytest
 from psycopg import sql
 
 from shared.lake import Lake
-from shared.localstack import with_database
+from shared.local.stack import with_database
 from shared.settings import Settings, load_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

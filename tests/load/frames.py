@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from shared.transform.contract import OUTPUT_SCHEMA
+from shared.contract import OUTPUT_SCHEMA
 
 T0 = datetime(2024, 3, 1, 9, 0, 0, 125000)
 T1 = datetime(2024, 3, 2, 10, 30, 0, 500000)

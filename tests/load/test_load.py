@@ -17,11 +17,13 @@ import pytest
 
 from shared.errors import TerminalError, TransientError
 from shared.lake import Lake
-from shared.load import STEPS, InjectedCrash, load, parse_message, status
-from shared.localstack import free_port
+from shared.load import load, parse_message, status
+from shared.local.stack import free_port
 from shared.settings import Secret, Settings
-from shared.warehouse import merge
+from shared.warehouse import bulk
+from shared.warehouse.ledger import LOAD_LOCK
 from tests.load.conftest import CuratedRuns
+from tests.load.crash import STEPS, InjectedCrash, load_crashing_after
 from tests.load.frames import T0, T1, T2, base_run, counterparty, frame, location, sales_order, staff
 from tests.load.warehouse import ledger, query, warehouse_rows
 
@@ -171,7 +173,7 @@ def test_a_crash_between_staging_and_merge_leaves_warehouse_and_ledger_unchanged
     db = url(warehouse_settings)
 
     with pytest.raises(InjectedCrash, match="staging"):
-        load(warehouse_settings, lake, R1, fail_after="staging")
+        load_crashing_after(warehouse_settings, lake, R1, "staging")
 
     # Even the DDL applied by that load was rolled back: the warehouse is as empty as before.
     assert warehouse_rows(db) == {} and ledger(db) == []
@@ -187,7 +189,7 @@ CONSTRAINTS = "SELECT conname, pg_get_constraintdef(oid), convalidated FROM pg_c
 def fact_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run the test with fact batches inserted per row (ON CONFLICT) and in bulk (keys rebuilt)."""
     if request.param == "bulk":
-        monkeypatch.setattr(merge, "BULK_FACT_ROWS", 1)
+        monkeypatch.setattr(bulk, "BULK_FACT_ROWS", 1)
     return str(request.param)
 
 
@@ -202,7 +204,7 @@ def test_a_crash_after_any_step_rolls_the_whole_run_back(
     before = warehouse_rows(db), ledger(db), query(db, CONSTRAINTS)
 
     with pytest.raises(InjectedCrash):
-        load(warehouse_settings, lake, R2, fail_after=step)
+        load_crashing_after(warehouse_settings, lake, R2, step)
 
     assert (warehouse_rows(db), ledger(db), query(db, CONSTRAINTS)) == before
     assert load(warehouse_settings, lake, R2).rows["fact_sales_order"] == 1
@@ -385,7 +387,7 @@ def test_concurrent_loads_wait_for_each_other(curated: CuratedRuns, lake: Lake, 
             results[run_id] = exc
 
     with psycopg.connect(url(warehouse_settings)) as holder:
-        holder.execute("SELECT pg_advisory_xact_lock(%s)", (merge._LOAD_LOCK,))
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK,))
         threads = [threading.Thread(target=run, args=(r,)) for r in (R1, R2, R1)]
         for thread in threads:
             thread.start()

@@ -14,7 +14,7 @@ from azure.storage.queue import TextBase64DecodePolicy
 from shared.errors import TransientError
 from shared.lake import Lake
 from shared.load import send_to_poison
-from shared.localstack import free_port
+from shared.local.stack import free_port
 from shared.settings import Settings
 from tests.load.conftest import CuratedRuns
 from tests.load.frames import base_run

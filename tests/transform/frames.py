@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from shared.transform.contract import required_schema
+from shared.contract import required_schema
 from shared.warehouse import schema_sql
 
 T0 = datetime(2022, 11, 3, 14, 20, 49, 962000)

@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from shared.contract import OUTPUT_SCHEMA
 from shared.transform.builders import (
     build_dim_counterparty,
     build_dim_currency,
@@ -22,7 +23,6 @@ from shared.transform.builders import (
     build_fact_purchase_order,
     build_fact_sales_order,
 )
-from shared.transform.contract import OUTPUT_SCHEMA
 from shared.transform.errors import InvalidValueError, MissingReferenceError
 from tests.transform.frames import T0, T1, T2, source
 

@@ -9,12 +9,13 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from shared.contract import OUTPUT_SCHEMA, required_columns
+from shared.local.source.seed import read_snapshot
 from shared.schema import SOURCE_SCHEMA, SOURCE_TABLES
-from shared.source.seed import read_snapshot
-from shared.transform.contract import OUTPUT_SCHEMA, required_columns
 from shared.transform.errors import InvalidValueError, MissingColumnError, MissingReferenceError
 from shared.transform.model import TransformResult, conform_source, transform_run
 from shared.transform.state import STATE_TABLES
+from tests.snapshot import SNAPSHOT_WAREHOUSE_ROWS
 from tests.transform.frames import T0, T1, T2, expected_output_schema, source
 
 DEPARTMENT = source(
@@ -249,18 +250,7 @@ def snapshot_result() -> TransformResult:
     return transform_run(_snapshot_raw(), {})
 
 
-EXPECTED_COUNTS = {
-    "dim_staff": 20,
-    "dim_location": 30,
-    "dim_currency": 3,
-    "dim_design": 473,
-    "dim_counterparty": 20,
-    "dim_payment_type": 4,
-    "dim_transaction": 15836,
-    "fact_sales_order": 11187,
-    "fact_purchase_order": 4649,
-    "fact_payment": 15836,
-}
+EXPECTED_COUNTS = SNAPSHOT_WAREHOUSE_ROWS
 
 
 @pytest.mark.slow

@@ -16,37 +16,22 @@ import pytest
 from azure.functions.decorators.core import Binding
 from azure.functions.decorators.function_app import Function
 
+from shared.contract import run_id_from_blob
 from shared.errors import TerminalError
 from shared.lake import Lake
+from shared.local.source.seed import read_snapshot
 from shared.schema import SOURCE_TABLES
 from shared.settings import SettingsError, transform_trigger_source
-from shared.source.seed import read_snapshot
 from shared.transform.model import transform_run
-from shared.transform.stage import (
-    QUARANTINE_MARKER,
-    OutputConflictError,
-    RunNotFoundError,
-    read_state,
-    run_id_from_blob,
-    sort_for_output,
-    transform,
-    write_state,
-)
+from shared.transform.outputs import OutputConflictError, sort_for_output
+from shared.transform.quarantine import QUARANTINE_MARKER
+from shared.transform.stage import RunNotFoundError, transform
+from shared.transform.store import read_state, write_state
+from tests.snapshot import SNAPSHOT_WAREHOUSE_ROWS
 
 RUN = "20261122T031500Z-aaaaaa"
 EXTRACTED_AT = "2026-11-22T03:15:00Z"
-SNAPSHOT_ROWS = {
-    "fact_sales_order": 11187,
-    "fact_purchase_order": 4649,
-    "fact_payment": 15836,
-    "dim_transaction": 15836,
-    "dim_design": 473,
-    "dim_staff": 20,
-    "dim_counterparty": 20,
-    "dim_location": 30,
-    "dim_currency": 3,
-    "dim_payment_type": 4,
-}
+SNAPSHOT_ROWS = SNAPSHOT_WAREHOUSE_ROWS
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -541,3 +526,12 @@ def test_trigger_source_setting() -> None:
     assert transform_trigger_source({"TRANSFORM_TRIGGER_SOURCE": "EventGrid"}) == "EventGrid"
     with pytest.raises(SettingsError, match="TRANSFORM_TRIGGER_SOURCE='Polling'"):
         transform_trigger_source({"TRANSFORM_TRIGGER_SOURCE": "Polling"})
+
+
+def test_the_package_exports_the_stage_and_the_pure_run_on_first_use() -> None:
+    import shared.transform
+
+    assert shared.transform.transform is transform
+    assert shared.transform.transform_run is transform_run
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        _ = shared.transform.nothing

@@ -10,7 +10,7 @@ import polars as pl
 import psycopg
 import pytest
 
-from shared.warehouse import merge
+from shared.warehouse import ledger, merge, staging
 
 T0 = datetime(2024, 3, 1, 9, 0, 0, 125000)
 T1 = datetime(2024, 3, 2, 9, 0, 0, 0)
@@ -37,7 +37,7 @@ def staff(*rows: tuple[int, str, datetime]) -> pl.DataFrame:
 def conn(empty_warehouse: str) -> Iterator[psycopg.Connection]:
     """A connection to a warehouse with the DDL applied, in an open transaction."""
     with psycopg.connect(empty_warehouse) as connection:
-        merge.ensure_schema(connection)
+        ledger.ensure_schema(connection)
         yield connection
 
 
@@ -81,8 +81,8 @@ def test_staging_round_trips_every_contract_type(conn: psycopg.Connection) -> No
         schema_overrides={"location_id": pl.Int32(), "etl_source_updated": pl.Datetime("ms")},
     )
 
-    assert merge.stage(conn, "fact_payment", frame) == 1
-    assert merge.stage(conn, "dim_location", texts) == 3
+    assert staging.stage(conn, "fact_payment", frame) == 1
+    assert staging.stage(conn, "dim_location", texts) == 3
 
     assert conn.execute(
         "SELECT created_time, last_updated, payment_amount, paid, etl_row_hash FROM stg_fact_payment"
@@ -98,15 +98,15 @@ def test_staging_round_trips_every_contract_type(conn: psycopg.Connection) -> No
 
 def test_a_dimension_row_changes_only_for_a_newer_version(conn: psycopg.Connection) -> None:
     columns = list(STAFF)
-    merge.stage(conn, "dim_staff", staff((1, "a", T1), (2, "b", T0), (3, "c", T0)))
+    staging.stage(conn, "dim_staff", staff((1, "a", T1), (2, "b", T0), (3, "c", T0)))
     assert merge.merge_dimension(conn, "dim_staff", columns, "r2") == merge.Merged(inserted=3)
     conn.execute("DROP TABLE stg_dim_staff")
 
     # Older (1), same version from an earlier run (2), same version from a later run (3), new key (4).
-    merge.stage(conn, "dim_staff", staff((1, "old", T0), (2, "earlier", T0), (3, "later", T0), (4, "d", T0)))
+    staging.stage(conn, "dim_staff", staff((1, "old", T0), (2, "earlier", T0), (3, "later", T0), (4, "d", T0)))
     assert merge.merge_dimension(conn, "dim_staff", columns, "r1") == merge.Merged(inserted=1, updated=0)
     conn.execute("DROP TABLE stg_dim_staff")
-    merge.stage(conn, "dim_staff", staff((3, "later", T0)))
+    staging.stage(conn, "dim_staff", staff((3, "later", T0)))
     assert merge.merge_dimension(conn, "dim_staff", columns, "r3") == merge.Merged(inserted=0, updated=1)
 
     assert conn.execute("SELECT staff_id, first_name, etl_run_id FROM dim_staff ORDER BY 1").fetchall() == [
@@ -118,26 +118,26 @@ def test_a_dimension_row_changes_only_for_a_newer_version(conn: psycopg.Connecti
 
 
 def test_a_repeated_key_in_one_file_keeps_its_newest_version(conn: psycopg.Connection) -> None:
-    merge.stage(conn, "dim_staff", staff((1, "old", T0), (1, "new", T1)))
+    staging.stage(conn, "dim_staff", staff((1, "old", T0), (1, "new", T1)))
     assert merge.merge_dimension(conn, "dim_staff", list(STAFF), "r1").rows == 1
     assert conn.execute("SELECT first_name FROM dim_staff").fetchall() == [("new",)]
 
 
 def test_run_ids_compare_bytewise_whatever_the_collation(conn: psycopg.Connection) -> None:
-    merge.stage(conn, "dim_staff", staff((1, "upper", T0)))
+    staging.stage(conn, "dim_staff", staff((1, "upper", T0)))
     merge.merge_dimension(conn, "dim_staff", list(STAFF), "20240301T000000Z-B")
     conn.execute("DROP TABLE stg_dim_staff")
-    merge.stage(conn, "dim_staff", staff((1, "lower", T0)))
+    staging.stage(conn, "dim_staff", staff((1, "lower", T0)))
     # 'a' > 'B' bytewise (C), though many linguistic collations put 'a' first.
     assert merge.merge_dimension(conn, "dim_staff", list(STAFF), "20240301T000000Z-a").updated == 1
 
 
 def test_the_ddl_is_applied_once_per_version(empty_warehouse: str) -> None:
     with psycopg.connect(empty_warehouse) as conn:
-        assert merge.ensure_schema(conn) is True
-        assert merge.ensure_schema(conn) is False
+        assert ledger.ensure_schema(conn) is True
+        assert ledger.ensure_schema(conn) is False
         conn.execute("UPDATE etl.schema_applied SET sha256 = 'an older script'")
-        assert merge.ensure_schema(conn) is True
+        assert ledger.ensure_schema(conn) is True
         assert conn.execute("SELECT count(*) FROM etl.schema_applied").fetchone() == (2,)
 
 
@@ -187,12 +187,12 @@ def test_facts_insert_new_versions_once_oldest_first_in_either_mode(conn: psycop
     )
     before = conn.execute(CONSTRAINTS).fetchall()
     columns = list(payments().columns)
-    merge.stage(conn, "fact_payment", payments((1, "a", 1)))
+    staging.stage(conn, "fact_payment", payments((1, "a", 1)))
     merge.insert_facts(conn, "fact_payment", columns, "r1", bulk=bulk)
     conn.execute("DROP TABLE stg_fact_payment")
 
     # Known version (1, a), a repeated new one (2, b), and 1's newer version listed first.
-    staged = merge.stage(conn, "fact_payment", payments((1, "c", 5), (2, "b", 3), (1, "a", 1), (2, "b", 3)))
+    staged = staging.stage(conn, "fact_payment", payments((1, "c", 5), (2, "b", 3), (1, "a", 1), (2, "b", 3)))
     assert staged == 3
     assert merge.insert_facts(conn, "fact_payment", columns, "r2", bulk=bulk) == merge.Merged(inserted=2)
 
@@ -207,7 +207,7 @@ def test_a_bulk_insert_rejects_a_missing_dimension_and_rolls_back_to_every_const
 ) -> None:
     conn.commit()
     before = conn.execute(CONSTRAINTS).fetchall()
-    merge.stage(conn, "fact_payment", payments((1, "a", 1)))
+    staging.stage(conn, "fact_payment", payments((1, "a", 1)))
     with pytest.raises(psycopg.errors.ForeignKeyViolation):
         merge.insert_facts(conn, "fact_payment", list(payments().columns), "r1", bulk=True)
     conn.rollback()

@@ -10,7 +10,7 @@ import polars as pl
 import psycopg
 import pytest
 
-from shared.warehouse import merge, pgcopy
+from shared.warehouse import pgcopy, staging
 
 COLUMNS = """
     i2 smallint, i4 integer, i8 bigint, f8 double precision, flag boolean, label varchar, code char(3),
@@ -101,9 +101,9 @@ def read(conn: psycopg.Connection, table: str) -> list[tuple]:
 
 def test_every_type_reads_back_as_what_csv_gives(conn: psycopg.Connection) -> None:
     data = frame(ROWS)
-    types = merge.column_types(conn, "by_binary", data.columns)
+    types = staging.column_types(conn, "by_binary", data.columns)
     assert pgcopy.encodable(data.schema, types)
-    merge.copy_frame(conn, "by_binary", data)
+    staging.copy_frame(conn, "by_binary", data)
     with conn.cursor() as cur, cur.copy("COPY by_csv FROM STDIN (FORMAT csv)") as pipe:
         pipe.write(data.write_csv(include_header=False, time_format="%H:%M:%S%.3f").encode())
     assert read(conn, "by_binary") == read(conn, "by_csv")
@@ -116,7 +116,7 @@ def test_batches_of_fixed_and_varying_layout_give_the_same_rows(conn: psycopg.Co
     same_widths = (*ROWS[2][:7], "abcdefghijk", *ROWS[2][8:11], Decimal("-0.01"), ROWS[2][12])
     rows = [*ROWS, ROWS[2], same_widths]
     data = frame(rows).with_columns(i4=pl.int_range(0, len(rows), dtype=pl.Int32))
-    types = merge.column_types(conn, "by_binary", data.columns)
+    types = staging.column_types(conn, "by_binary", data.columns)
     with conn.cursor() as cur, cur.copy("COPY by_binary FROM STDIN (FORMAT binary)") as pipe:
         for chunk in pgcopy.encode(data, types, batch_rows):
             pipe.write(chunk)
@@ -128,8 +128,8 @@ def test_batches_of_fixed_and_varying_layout_give_the_same_rows(conn: psycopg.Co
 def test_a_type_it_does_not_encode_goes_as_csv(conn: psycopg.Connection) -> None:
     conn.execute("CREATE TABLE zoned (i4 integer, at timestamptz)")
     data = pl.DataFrame({"i4": [1], "at": [datetime(2024, 1, 1, 12)]}, schema={"i4": pl.Int32, "at": pl.Datetime("ms")})
-    assert not pgcopy.encodable(data.schema, merge.column_types(conn, "zoned", data.columns))
-    merge.copy_frame(conn, "zoned", data)
+    assert not pgcopy.encodable(data.schema, staging.column_types(conn, "zoned", data.columns))
+    staging.copy_frame(conn, "zoned", data)
     assert conn.execute("SELECT i4 FROM zoned").fetchone() == (1,)
 
 
@@ -141,4 +141,4 @@ def test_a_dtype_that_does_not_match_the_column_is_not_encodable() -> None:
 
 def test_copy_frame_names_a_column_the_table_lacks(conn: psycopg.Connection) -> None:
     with pytest.raises(psycopg.errors.UndefinedColumn, match="by_binary has no column"):
-        merge.copy_frame(conn, "by_binary", pl.DataFrame({"i4": [1], "nope": [2]}))
+        staging.copy_frame(conn, "by_binary", pl.DataFrame({"i4": [1], "nope": [2]}))

@@ -1,4 +1,4 @@
-"""The warehouse DDL matches the contract in spec/warehouse.md, column for column."""
+"""The warehouse DDL matches the contract in docs/warehouse.md and shared/contract.py, column for column."""
 
 import psycopg
 

@@ -46,22 +46,22 @@ def _quiet(_: str) -> None:
 
 
 def schema_sql() -> str:
-    """The source DDL (spec/source.md) as one SQL script."""
-    return resources.files("shared.source").joinpath("schema.sql").read_text()
+    """The source DDL (the totesys schema as Prisma creates it) as one SQL script."""
+    return resources.files("shared.local.source").joinpath("schema.sql").read_text()
 
 
 def schema_parts() -> tuple[str, str]:
     """The source DDL split for a bulk load: (types and bare tables, keys + indexes + foreign keys)."""
     tables, marker, constraints = schema_sql().partition(CONSTRAINTS_MARKER)
     if not marker:
-        raise TerminalError(f"shared/source/schema.sql lacks the line {CONSTRAINTS_MARKER!r}")
+        raise TerminalError(f"shared/local/source/schema.sql lacks the line {CONSTRAINTS_MARKER!r}")
     return tables, constraints.partition("\n")[2]
 
 
 def read_snapshot(table: str) -> pl.DataFrame:
     """One table of the shipped snapshot, typed exactly as the source (shared.schema)."""
     schema = SOURCE_SCHEMA[table]
-    path = resources.files("shared.source").joinpath("snapshot", f"{table}.jsonl.gz")
+    path = resources.files("shared.local.source").joinpath("snapshot", f"{table}.jsonl.gz")
     with resources.as_file(path) as file:
         raw = pl.read_ndjson(file, infer_schema_length=None)
     exprs = []

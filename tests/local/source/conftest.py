@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from shared.localstack import with_database
+from shared.local.stack import with_database
 
 
 @pytest.fixture

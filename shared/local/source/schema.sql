@@ -1,4 +1,4 @@
--- The totesys source schema as Prisma creates it (see spec/source.md): enum types with quoted
+-- The totesys source schema as Prisma creates it: enum types with quoted
 -- mixed-case names, timestamp(3) audit columns, numeric(10,2) money, TEXT agreed/payment dates,
 -- integer identity keys, unique indexes on the 1:1 links, FKs ON UPDATE CASCADE ON DELETE RESTRICT.
 -- Two parts: the tables, then their keys, unique indexes and foreign keys under the marker line

@@ -6,7 +6,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from shared.errors import TerminalError
-from shared.source.seed import SNAPSHOT_COUNTS, scaled_frames, schema_sql, seed_source, table_counts
+from shared.local.source.seed import SNAPSHOT_COUNTS, scaled_frames, schema_sql, seed_source, table_counts
 
 FK_QUERY = """
 SELECT c.conname, c.conrelid::regclass::text FROM pg_constraint c WHERE c.contype = 'f'

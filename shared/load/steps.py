@@ -1,0 +1,192 @@
+"""The steps of one load inside its transaction, in order: lock, DDL, ledger check, read and stage every
+curated file, dim_date, the dimensions, the facts, the ledger row. Each step is timed; `checkpoint` is
+called after each of STEPS (tests use it to crash a load at a given point)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Literal
+
+import psycopg
+
+from shared.contract import DIMENSIONS, FACTS, TABLES, CuratedManifest
+from shared.errors import TransientError
+from shared.lake import Lake
+from shared.load.curated import read_curated, read_manifest
+from shared.warehouse import bulk, ledger, merge, staging
+
+Step = Literal["schema", "staging", "dim_date", "dims", "facts", "ledger"]
+# The steps after which `checkpoint` is called, in order.
+STEPS: tuple[Step, ...] = ("schema", "staging", "dim_date", "dims", "facts", "ledger")
+Checkpoint = Callable[[Step], None]
+
+
+def no_checkpoint(step: Step) -> None:
+    """The checkpoint of a normal load: nothing happens between steps."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the transaction did: whether the run was loaded before, rows per table, the lag."""
+
+    already_loaded: bool
+    rows: dict[str, int]
+    lag_s: float | None
+
+
+@dataclass
+class Batch:
+    """The run's curated files once staged: columns of each table present, rows of tables already done,
+    facts copied straight into their empty tables (constraints to re-add) and those facts' date bounds."""
+
+    columns: dict[str, list[str]] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+    copied: dict[str, bulk.Constraints] = field(default_factory=dict)
+    copied_dates: list[tuple[date, date]] = field(default_factory=list)
+
+    @property
+    def staged(self) -> list[str]:
+        """The tables whose rows wait in stg_<table>."""
+        return [t for t in self.columns if t not in self.copied and t not in self.rows]
+
+
+def run_load(
+    conn: psycopg.Connection,
+    lake: Lake,
+    run_id: str,
+    timer: Timer,
+    started: float,
+    checkpoint: Checkpoint = no_checkpoint,
+) -> Outcome:
+    """Every step of loading `run_id` on `conn`, inside the caller's transaction; no commit."""
+    with timer("lock"):
+        ledger.lock_loads(conn)
+    with timer("schema"):
+        ledger.ensure_schema(conn)
+        checkpoint("schema")
+    with timer("ledger_check"):
+        if ledger.loaded_at(conn, run_id) is not None:
+            return Outcome(already_loaded=True, rows={}, lag_s=None)
+    with timer("read"):
+        manifest = read_manifest(lake, run_id)
+    batch = stage_run(conn, lake, manifest, timer)
+    checkpoint("staging")
+    with timer("dim_date"):
+        batch.rows["dim_date"] = merge.merge_dim_date(conn, batch.staged, batch.copied_dates).rows
+        checkpoint("dim_date")
+    with timer("dims"):
+        merge_dimensions(conn, batch, run_id, timer)
+        checkpoint("dims")
+    with timer("facts"):
+        merge_facts(conn, batch, run_id, timer)
+        checkpoint("facts")
+    source_max = manifest.source_max_time
+    lag = lag_s(source_max, datetime.now(UTC)) if source_max else None
+    with timer("ledger"):
+        ledger.record_run(
+            conn,
+            run_id,
+            extracted_at=manifest.extracted_time,
+            source_max_updated=source_max,
+            row_counts=batch.rows,
+            timings={**timer.timings, "total": round(time.perf_counter() - started, 4)},
+        )
+        checkpoint("ledger")
+    return Outcome(already_loaded=False, rows=batch.rows, lag_s=lag)
+
+
+def stage_run(conn: psycopg.Connection, lake: Lake, manifest: CuratedManifest, timer: Timer) -> Batch:
+    """Read each curated file and COPY it into staging, or, a large file for an empty table (a first
+    load), straight into its table; one frame in memory at a time."""
+    batch = Batch()
+    for table in TABLES:
+        if (entry := manifest.files.get(table)) is None:
+            continue
+        batch.columns[table] = staging.curated_columns(conn, table)
+        with timer("read", table):
+            frame = read_curated(lake, manifest.run_id, entry, batch.columns[table])
+        with timer("staging", table):
+            first_load = frame.height >= bulk.BULK_FACT_ROWS and bulk.is_empty(conn, table)
+            if first_load and table in FACTS:
+                batch.copied[table] = bulk.copy_facts(conn, table, frame, manifest.run_id)
+                if (bounds := merge.date_bounds(frame)) is not None:
+                    batch.copied_dates.append(bounds)
+            elif first_load and table in DIMENSIONS:  # no date column, no foreign key
+                batch.rows[table] = bulk.copy_dimension(conn, table, frame, manifest.run_id)
+            else:
+                staging.stage(conn, table, frame)
+        del frame
+    return batch
+
+
+def merge_dimensions(conn: psycopg.Connection, batch: Batch, run_id: str, timer: Timer) -> None:
+    """Merge each staged dimension into its table (newest version wins)."""
+    for table in DIMENSIONS:
+        if table in batch.columns and table not in batch.rows:
+            with timer.at(table):
+                batch.rows[table] = merge.merge_dimension(conn, table, batch.columns[table], run_id).rows
+
+
+def merge_facts(conn: psycopg.Connection, batch: Batch, run_id: str, timer: Timer) -> None:
+    """Insert each fact table's new versions (or re-add the constraints of a copied one); a foreign key
+    to a dimension row not loaded yet is a TransientError naming the missing ids."""
+    facts = [t for t in FACTS if t in batch.columns]
+    for table in facts:
+        with timer.at(table):
+            try:
+                with conn.transaction():  # a savepoint, so the missing ids can still be queried
+                    if table in batch.copied:
+                        bulk.add_constraints(conn, batch.copied[table])
+                        batch.rows[table] = batch.copied[table].rows
+                    else:
+                        batch.rows[table] = merge.insert_facts(conn, table, batch.columns[table], run_id).rows
+            except psycopg.errors.ForeignKeyViolation as exc:
+                missing = [
+                    m for fact in facts for m in merge.missing_references(conn, fact, staged=fact not in batch.copied)
+                ]
+                if not missing:
+                    raise
+                raise TransientError(
+                    f"run {run_id}: dimension rows not loaded yet; will retry ("
+                    + "; ".join(map(str, missing))
+                    + "). An earlier run that carries them must load first; the whole run was rolled back"
+                ) from exc
+
+
+def lag_s(source_time: datetime, now: datetime) -> float:
+    """Seconds from a naive source-clock (UTC) time to `now`."""
+    source = source_time if source_time.tzinfo else source_time.replace(tzinfo=UTC)
+    return round((now - source).total_seconds(), 3)
+
+
+class Timer:
+    """Seconds per step (accumulated over tables) and the step/table an error happened in."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self.where = "connect"
+        self.mark = time.perf_counter()
+
+    @contextmanager
+    def __call__(self, step: str, table: str | None = None) -> Iterator[None]:
+        self.where = step if table is None else f"{step} of {table}"
+        begun = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.mark = time.perf_counter()
+            self.timings[step] = round(self.timings.get(step, 0.0) + self.mark - begun, 4)
+
+    @contextmanager
+    def at(self, table: str) -> Iterator[None]:
+        """Time `table` within the current step (as "<step>.<table>"), and name it in errors."""
+        step = self.where
+        self.where = f"{step} of {table}"
+        begun = time.perf_counter()
+        yield  # an error keeps naming the table
+        self.timings[f"{step}.{table}"] = round(time.perf_counter() - begun, 4)
+        self.where = step

@@ -1,0 +1,140 @@
+"""The bulk paths of a large load: a first load COPYs straight into empty tables, and a large fact batch
+drops its table's version key and foreign keys, then re-adds them once (one index build, one check per
+foreign key) instead of checking every inserted row. Runs inside the caller's transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+import psycopg
+from psycopg import sql
+
+from shared.contract import RECORD_IDS, TABLE_KEYS
+from shared.warehouse.staging import copy_frame, fact_versions
+
+# A fact batch of at least this many rows, and at least 1/BULK_FACT_RATIO of the table's rows, is
+# inserted in bulk: version key rebuilt and foreign keys validated once for the whole table instead
+# of per row (see merge.insert_facts). One per-row insert costs about what re-checking ~40 existing rows does.
+BULK_FACT_ROWS = 50_000
+BULK_FACT_RATIO = 20
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """The version key and foreign keys dropped from a fact table (name, definition), to re-add."""
+
+    table: str
+    definitions: tuple[tuple[str, str], ...]
+    rows: int
+
+
+def is_empty(conn: psycopg.Connection, table: str) -> bool:
+    """Whether warehouse table `table` has no row at all."""
+    row = conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table))).fetchone()
+    return bool(row and row[0])
+
+
+def copy_facts(conn: psycopg.Connection, table: str, frame: pl.DataFrame, run_id: str) -> Constraints:
+    """COPY a curated fact frame straight into the empty fact `table`, one row per version, oldest first;
+    return the table's keys and foreign keys, dropped for the COPY, for `add_constraints`.
+
+    The first load of a table has no known version to filter out, so staging and an INSERT ... SELECT
+    would copy every row twice. The record ids are reserved from the table's sequence in one call and
+    numbered here, in the order `insert_facts` would give them; the primary key, version key and foreign
+    keys are rebuilt and checked once each when the dimensions are merged.
+    """
+    versions = fact_versions(table, frame)
+    constraints = drop_constraints(conn, table, primary=True)
+    first = reserve_record_ids(conn, table, versions.height)
+    versions = versions.select(
+        pl.int_range(first, first + versions.height, dtype=pl.Int32).alias(RECORD_IDS[table]),
+        pl.all(),
+        etl_run_id=pl.lit(run_id, pl.String),
+    )
+    copy_frame(conn, table, versions)
+    return Constraints(table, tuple(constraints), versions.height)
+
+
+def reserve_record_ids(conn: psycopg.Connection, table: str, count: int) -> int:
+    """Take `count` (>= 1) consecutive values of fact `table`'s record id sequence; return the first.
+
+    Safe only under the load lock: no other writer draws from the sequence meanwhile.
+    """
+    row = conn.execute(
+        "WITH s AS (SELECT pg_get_serial_sequence(%(table)s, %(column)s) AS seq) "
+        "SELECT n, setval((SELECT seq FROM s), n + %(count)s - 1) FROM (SELECT nextval((SELECT seq FROM s)) AS n) AS f",
+        {"table": table, "column": RECORD_IDS[table], "count": count},
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def copy_dimension(conn: psycopg.Connection, table: str, frame: pl.DataFrame, run_id: str) -> int:
+    """COPY a curated dimension frame straight into the empty dimension `table`: what `merge_dimension`
+    would insert (each key once, at its newest version), without staging it first. Returns the rows."""
+    key = TABLE_KEYS[table]
+    newest = (
+        frame.sort([key, "etl_source_updated"], descending=[False, True])
+        .unique(key, keep="first", maintain_order=True)
+        .with_columns(etl_run_id=pl.lit(run_id, pl.String))
+    )
+    copy_frame(conn, table, newest)
+    return newest.height
+
+
+def drop_constraints(conn: psycopg.Connection, table: str, *, primary: bool = False) -> list[tuple[str, str]]:
+    """Drop the unique keys and foreign keys of `table` (and its primary key if `primary`); (name,
+    definition) of each, to re-add."""
+    constraints = table_constraints(conn, table, primary=primary)
+    if constraints:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} {}").format(
+                sql.Identifier(table),
+                sql.SQL(", ").join(sql.SQL("DROP CONSTRAINT {}").format(sql.Identifier(n)) for n, _ in constraints),
+            )
+        )
+    return constraints
+
+
+def add_constraints(conn: psycopg.Connection, dropped: Constraints) -> None:
+    """Re-add constraints `drop_constraints` dropped, in one ALTER TABLE: the unique index is built by
+    one sort and each foreign key checked by one join over the whole table."""
+    if not dropped.definitions:
+        return
+    # Definitions as the catalog printed them (pg_get_constraintdef), re-added under the same names.
+    conn.execute(
+        sql.SQL("ALTER TABLE {} {}").format(
+            sql.Identifier(dropped.table),
+            sql.SQL(", ").join(
+                sql.SQL("ADD CONSTRAINT {} {}").format(sql.Identifier(name), sql.SQL(definition))
+                for name, definition in dropped.definitions
+            ),
+        )
+    )
+
+
+def is_bulk(conn: psycopg.Connection, table: str) -> bool:
+    """Whether stg_<table> (analysed) is large enough, against the rows `table` holds, to rebuild the
+    table's version key and re-check its foreign keys once rather than per inserted row."""
+    row = conn.execute(
+        "SELECT s.reltuples, greatest(t.reltuples, 0) FROM pg_class s, pg_class t "
+        "WHERE s.oid = to_regclass(%s) AND t.oid = to_regclass(%s)",
+        (f"pg_temp.stg_{table}", table),
+    ).fetchone()
+    assert row is not None
+    staged, existing = row
+    return bool(staged >= BULK_FACT_ROWS and staged * BULK_FACT_RATIO >= existing)
+
+
+def table_constraints(conn: psycopg.Connection, table: str, *, primary: bool = False) -> list[tuple[str, str]]:
+    """(name, definition) of the unique keys, the primary key if `primary`, then the foreign keys, of `table`."""
+    kinds = ["u", "p", "f"] if primary else ["u", "f"]
+    return [
+        (name, definition)
+        for name, definition in conn.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            'WHERE conrelid = to_regclass(%s) AND contype = ANY(%s::"char"[]) ORDER BY contype DESC, conname',
+            (table, kinds),
+        )
+    ]
