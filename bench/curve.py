@@ -27,7 +27,7 @@ import psycopg
 
 from bench.extract import bench_source, peak_rss_mib, say
 from bench.pipeline import RESULTS, cycle, floor, in_child, scales_of, scratch_pipeline
-from shared.localstack import LocalStack, StackUrls
+from shared.local.stack import LocalStack, StackUrls
 
 STAGES = ("extract", "transform", "load")
 RSS_GOAL_MIB = 2048  # issue 15: a x1000 first load in 2 GB
