@@ -59,6 +59,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     for name, value in exports.items():
         if value:
             print(f"export {name}={shlex.quote(value)}")
+    if args.settings_file and exports["LAKE_STORAGE"]:
+        from shared.local_settings import write_local_settings
+
+        say(f"wrote {write_local_settings(Path(args.settings_file), exports)} for `func start`")
     say('local stack up. Use it in this shell with: eval "$(totes up)"')
     return 0
 
@@ -267,7 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    command("up", cmd_up, 'start the local stack and print export lines: eval "$(totes up)"')
+    up = command("up", cmd_up, 'start the local stack and print export lines: eval "$(totes up)"')
+    up.add_argument(
+        "--settings-file",
+        default="local.settings.json",
+        help="write the stack's settings for `func start` here (default local.settings.json; '' to skip)",
+    )
     command("down", cmd_down, "stop the local stack")
     seed = command("seed", cmd_seed, "create the totesys schema and load the real snapshot")
     seed.add_argument("--scale", type=int, default=1, help="synthesise N times the snapshot's rows")
