@@ -30,9 +30,9 @@ locals {
   transform_function = "transform"
 
   # Secret names in Key Vault. totesys-db-url is set by an operator (docs/deploy.md);
-  # warehouse-db-url is written by Terraform from the generated password.
-  totesys_secret_name   = "totesys-db-url"
-  warehouse_secret_name = "warehouse-db-url"
+  # warehouse-admin-url is written by Terraform from the generated password (operators only).
+  totesys_secret_name         = "totesys-db-url"
+  warehouse_admin_secret_name = "warehouse-admin-url"
 
   # Log markers the code writes (design contract); the alert rules search for them.
   marker_quarantine      = "TOTES_QUARANTINE"

@@ -19,6 +19,7 @@ import psycopg
 from shared.errors import EtlError
 from shared.localstack import LocalStack
 from shared.settings import Settings, load_settings
+from shared.warehouse.connect import connect_warehouse
 
 if TYPE_CHECKING:
     from shared.pipeline import CycleSummary
@@ -134,7 +135,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     second = run_cycle(settings, progress=say)
     print_cycle(second)
 
-    with psycopg.connect(settings.warehouse_db_url.reveal()) as conn:
+    with connect_warehouse(settings) as conn:
         print_counts("warehouse", report.table_counts(conn))
         if second.run_id is not None:
             print(f"history created by run {second.run_id}:")

@@ -28,6 +28,7 @@ from shared.lake import Lake
 from shared.load.manifest import check_run_id, read_curated, read_manifest
 from shared.settings import Settings
 from shared.warehouse import merge
+from shared.warehouse.connect import connect_warehouse
 
 __all__ = [
     "STEPS",
@@ -294,10 +295,8 @@ def _lag(source_time: datetime, now: datetime) -> float:
 
 @contextmanager
 def _connect(settings: Settings, what: str) -> Iterator[psycopg.Connection]:
-    url = settings.require("warehouse").warehouse_db_url
-    assert url is not None
     try:
-        conn = psycopg.connect(url.reveal(), autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        conn = connect_warehouse(settings, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
     except psycopg.OperationalError as exc:
         raise TransientError(
             f"{what}: warehouse unreachable ({exc}); nothing was loaded, the queue retries later"

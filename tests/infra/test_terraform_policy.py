@@ -124,13 +124,37 @@ def test_function_app_uses_its_user_assigned_identity_everywhere(terraform: Terr
     assert attr(app, "storage_user_assigned_identity_id") == uami
 
 
-def test_both_database_settings_are_key_vault_references(terraform: Terraform) -> None:
+def test_the_source_url_is_a_key_vault_reference(terraform: Terraform) -> None:
+    value = app_settings(terraform)["TOTESYS_DB_URL"]
+    assert value.startswith("@Microsoft.KeyVault(SecretUri="), "TOTESYS_DB_URL must be a Key Vault reference"
+    assert value.endswith(")")
+    assert "azurerm_key_vault" in value, "TOTESYS_DB_URL must point into this stack's vault"
+
+
+def test_the_warehouse_is_reached_with_an_entra_token_not_a_password(terraform: Terraform) -> None:
     settings = app_settings(terraform)
-    for name in ("TOTESYS_DB_URL", "WAREHOUSE_DB_URL"):
-        value = settings[name]
-        assert value.startswith("@Microsoft.KeyVault(SecretUri="), f"{name} must be a Key Vault reference"
-        assert value.endswith(")")
-        assert "azurerm_key_vault" in value, f"{name} must point into this stack's vault"
+    assert settings["WAREHOUSE_AUTH"] == "entra"
+    assert settings["WAREHOUSE_DB_URL"] == "${local.warehouse_entra_url}"
+    url = terraform.locals["warehouse_entra_url"]
+    assert url.startswith('${format("postgresql://%s@%s:5432/%s?sslmode=require"'), "no password, TLS required"
+    assert "azurerm_user_assigned_identity.function.name" in url, "it signs in as the identity's role"
+    assert "password" not in url and "random_password" not in url and "key_vault" not in url
+    assert settings["AZURE_CLIENT_ID"] == "${local.identity_client_id}", "DefaultAzureCredential picks the identity"
+    # The administrator password is not needed at run time: no app setting refers to its secret.
+    for name, value in settings.items():
+        assert "warehouse_admin" not in str(value), f"app setting {name} refers to the administrator secret"
+
+
+def test_the_function_identity_is_mapped_to_a_warehouse_role(terraform: Terraform) -> None:
+    admin = terraform.resource("azurerm_postgresql_flexible_server_active_directory_administrator", "function")
+    assert "count" not in admin and "for_each" not in admin, "the mapping is not optional"
+    assert attr(admin, "server_name") == "${azurerm_postgresql_flexible_server.warehouse.name}"
+    assert attr(admin, "object_id") == "${azurerm_user_assigned_identity.function.principal_id}"
+    assert attr(admin, "principal_name") == "${azurerm_user_assigned_identity.function.name}"
+    assert attr(admin, "principal_type") == "ServicePrincipal"
+    assert attr(admin, "tenant_id") == "${data.azurerm_client_config.current.tenant_id}"
+    app = terraform.resource("azurerm_function_app_flex_consumption", "main")
+    assert "${azurerm_postgresql_flexible_server_active_directory_administrator.function}" in attr(app, "depends_on")
 
 
 @pytest.mark.parametrize("connection", ["LAKE_STORAGE", "AzureWebJobsStorage"])
@@ -222,7 +246,7 @@ def test_key_vault_uses_rbac_and_purge_protection(terraform: Terraform) -> None:
 
 def test_key_vault_secrets_never_hold_a_value_in_terraform(terraform: Terraform) -> None:
     secrets = terraform.of_type("azurerm_key_vault_secret")
-    assert "warehouse_db_url" in secrets
+    assert "warehouse_admin_url" in secrets
     for name, body in secrets.items():
         assert "value" not in body, f"azurerm_key_vault_secret.{name} must use value_wo (write-only)"
         assert attr(body, "value_wo_version") is not None
@@ -472,9 +496,21 @@ MUTATIONS = [
     ),
     (
         "function_app.tf",
-        '"TOTESYS_DB_URL"   = "@Microsoft.KeyVault(',
-        '"TOTESYS_DB_URL"   = "postgresql://x@h/d?x=(',
-        test_both_database_settings_are_key_vault_references,
+        '"TOTESYS_DB_URL" = "@Microsoft.KeyVault(',
+        '"TOTESYS_DB_URL" = "postgresql://x@h/d?x=(',
+        test_the_source_url_is_a_key_vault_reference,
+    ),
+    (
+        "function_app.tf",
+        '"WAREHOUSE_AUTH"   = "entra"',
+        '"WAREHOUSE_AUTH"   = "password"',
+        test_the_warehouse_is_reached_with_an_entra_token_not_a_password,
+    ),
+    (
+        "warehouse.tf",
+        "object_id           = azurerm_user_assigned_identity.function.principal_id",
+        "object_id           = var.warehouse_entra_admin.object_id",
+        test_the_function_identity_is_mapped_to_a_warehouse_role,
     ),
     (
         "monitoring.tf",
