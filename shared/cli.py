@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
+from shared import telemetry
 from shared.errors import EtlError
 from shared.localstack import LocalStack
-from shared.settings import Settings, load_settings
+from shared.settings import Settings, load_settings, telemetry_connection_string
 from shared.warehouse.connect import connect_warehouse
 
 if TYPE_CHECKING:
@@ -317,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("azure").setLevel(logging.WARNING)
+    telemetry.configure(telemetry_connection_string())
     try:
         return int(args.func(args))
     except EtlError as exc:

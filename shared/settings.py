@@ -104,6 +104,12 @@ def transform_trigger_source(env: Mapping[str, str] | None = None) -> TriggerSou
     )
 
 
+def telemetry_connection_string(env: Mapping[str, str] | None = None) -> str | None:
+    """APPLICATIONINSIGHTS_CONNECTION_STRING, or None: read when function_app.py is imported, to configure
+    telemetry once per worker before any invocation (and whatever the other settings hold)."""
+    return _value(os.environ if env is None else env, "APPLICATIONINSIGHTS_CONNECTION_STRING")
+
+
 SecretReader = Callable[[str, str], str]
 
 

@@ -23,14 +23,16 @@ import psycopg
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import TextBase64EncodePolicy
 
+from shared import telemetry
 from shared.errors import TerminalError, TransientError
 from shared.lake import Lake
-from shared.load.manifest import check_run_id, read_curated, read_manifest
+from shared.load.manifest import check_run_id, manifest_name, read_curated, read_manifest
 from shared.settings import Settings
 from shared.warehouse import merge
 from shared.warehouse.connect import connect_warehouse
 
 __all__ = [
+    "DIMENSIONS_PENDING",
     "STEPS",
     "InjectedCrash",
     "LoadResult",
@@ -47,6 +49,9 @@ Step = Literal["schema", "staging", "dim_date", "dims", "facts", "ledger"]
 # The steps of a load in order; `fail_after` names one of them.
 STEPS: tuple[Step, ...] = ("schema", "staging", "dim_date", "dims", "facts", "ledger")
 OK_MARKER = "TOTES_LOAD_OK"
+# In the TransientError of a run whose dimension rows an earlier run brings: an expected retry, which the
+# failed-execution alert leaves out (infra/kql/alerts/failed_executions.kql).
+DIMENSIONS_PENDING = "dimension rows not loaded yet"
 CONNECT_TIMEOUT_S = 15
 
 
@@ -77,14 +82,34 @@ def parse_message(body: str) -> str:
     return check_run_id(doc["run_id"])
 
 
-def load(settings: Settings, lake: Lake, run_id: str, *, fail_after: str | None = None) -> LoadResult:
+def load(
+    settings: Settings, lake: Lake, run_id: str, *, fail_after: str | None = None, traceparent: str | None = None
+) -> LoadResult:
     """Load curated run `run_id` into the warehouse in one transaction; a run in the ledger is a no-op.
 
     Raises TerminalError for input that cannot load (unknown run, bad manifest or file) and
     TransientError when a retry may succeed (warehouse unreachable, dimension rows not loaded yet).
-    `fail_after` raises InjectedCrash right after the named step, inside the transaction.
+    `fail_after` raises InjectedCrash right after the named step, inside the transaction. The load's span
+    is a child of `traceparent` (the load message's), else of the trace the curated manifest carries.
     """
     check_run_id(run_id)
+    with telemetry.stage_span("load", run_id, traceparent=traceparent or (lambda: _run_trace(lake, run_id))) as span:
+        result = _load_run(settings, lake, run_id, fail_after)
+        span.finish("already_loaded" if result.already_loaded else "loaded", result.rows)
+    if result.lag_s is not None:
+        telemetry.record_lag(result.lag_s)
+    return result
+
+
+def _run_trace(lake: Lake, run_id: str) -> str | None:
+    """The traceparent in the curated manifest of `run_id` (None if it has none or cannot be read)."""
+    try:
+        return telemetry.traceparent_in(lake.read_json(lake.curated, manifest_name(run_id)))
+    except (ResourceNotFoundError, ValueError):
+        return None
+
+
+def _load_run(settings: Settings, lake: Lake, run_id: str, fail_after: str | None) -> LoadResult:
     if fail_after is not None and fail_after not in STEPS:
         raise ValueError(f"fail_after={fail_after!r} is not one of {STEPS}")
     started = time.perf_counter()
@@ -132,8 +157,8 @@ def load(settings: Settings, lake: Lake, run_id: str, *, fail_after: str | None 
 
 
 def load_message(settings: Settings, lake: Lake, body: str) -> LoadResult:
-    """Load the run a load-jobs message names (parse_message, then load)."""
-    return load(settings, lake, parse_message(body))
+    """Load the run a load-jobs message names (parse_message, then load), in the trace the message carries."""
+    return load(settings, lake, parse_message(body), traceparent=telemetry.traceparent_in(body))
 
 
 def send_to_poison(settings: Settings, lake: Lake, body: str) -> None:
@@ -216,7 +241,7 @@ def _load(
         manifest = read_manifest(lake, run_id)
 
     columns: dict[str, list[str]] = {}
-    rows: dict[str, int] = {}
+    rows: dict[str, int] = timer.rows
     # Facts copied straight into their empty tables (first load), constraints to re-add after the dims.
     copied: dict[str, merge.Constraints] = {}
     copied_dates: list[tuple[date, date]] = []
@@ -267,7 +292,7 @@ def _load(
                     if not missing:
                         raise
                     raise TransientError(
-                        f"run {run_id}: dimension rows not loaded yet; will retry ("
+                        f"run {run_id}: {DIMENSIONS_PENDING}; will retry ("
                         + "; ".join(map(str, missing))
                         + "). An earlier run that carries them must load first; the whole run was rolled back"
                     ) from exc
@@ -310,6 +335,7 @@ class _Timer:
 
     def __init__(self) -> None:
         self.timings: dict[str, float] = {}
+        self.rows: dict[str, int] = {}  # rows per table as the load counts them, for the table spans
         self.where = "connect"
         self.mark = time.perf_counter()
 
@@ -325,10 +351,12 @@ class _Timer:
 
     @contextmanager
     def at(self, table: str) -> Iterator[None]:
-        """Time `table` within the current step (as "<step>.<table>"), and name it in errors."""
+        """Time `table` within the current step (as "<step>.<table>"), and name it in errors; a table span."""
         step = self.where
         self.where = f"{step} of {table}"
         begun = time.perf_counter()
-        yield  # an error keeps naming the table
+        with telemetry.table_span("load", table) as span:
+            yield  # an error keeps naming the table
+            span.set(step=step, rows=self.rows.get(table))
         self.timings[f"{step}.{table}"] = round(time.perf_counter() - begun, 4)
         self.where = step

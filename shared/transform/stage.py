@@ -44,7 +44,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -52,6 +52,7 @@ from typing import Any, Literal
 
 import polars as pl
 
+from shared import telemetry
 from shared.errors import TerminalError
 from shared.lake import BlobExistsError, ConcurrentUpdateError, Lake
 from shared.schema import SOURCE_SCHEMA, primary_key
@@ -122,11 +123,15 @@ class TransformOutcome:
     quarantine: str | None = None  # curated/_quarantine/<run_id>.json when quarantined
     reason: str | None = None  # why the run was quarantined
     phases: dict[str, float] = field(default_factory=dict)  # seconds spent in read, build, write
+    traceparent: str | None = None  # the run's trace (its extract's span), carried on to the load
 
     @property
     def load_message(self) -> str | None:
-        """The load queue message {"run_id": ...}, or None for a quarantined run (nothing to load)."""
-        return None if self.status == "quarantined" else json.dumps({"run_id": self.run_id})
+        """The load queue message {"run_id": ..., "traceparent": ...}, or None for a quarantined run."""
+        if self.status == "quarantined":
+            return None
+        trace = {telemetry.TRACEPARENT: self.traceparent} if self.traceparent else {}
+        return json.dumps({"run_id": self.run_id, **trace})
 
     def summary(self) -> str:
         """One log line: run, status, row total, table count, warnings, duration."""
@@ -205,6 +210,20 @@ class StateBlob:
 
 def transform(lake: Lake, run_id: str) -> TransformOutcome:
     """Transform raw run `run_id` into curated files + manifest + state; quarantine it on bad input."""
+    check_run_id(run_id)
+
+    def extract_trace() -> str | None:  # read only when tracing is on
+        return telemetry.traceparent_in(lake.read_versioned(lake.raw, f"{RUNS_PREFIX}{run_id}.json").data or b"")
+
+    with telemetry.stage_span("transform", run_id, traceparent=extract_trace) as span:  # child of the extract's
+        outcome = replace(_transform(lake, run_id), traceparent=span.run_trace)
+        span.finish(outcome.status, outcome.rows)
+    if outcome.status == "quarantined":
+        telemetry.record_quarantine()
+    return outcome
+
+
+def _transform(lake: Lake, run_id: str) -> TransformOutcome:
     started = time.perf_counter()
     check_run_id(run_id)
     manifest_name = f"{RUNS_PREFIX}{run_id}.json"
@@ -248,6 +267,7 @@ def transform(lake: Lake, run_id: str) -> TransformOutcome:
         "source_max_updated": manifest.source_max_updated,
         "tables": tables,
         "warnings": warnings,
+        **telemetry.trace_fields(),
     }
     try:
         lake.put_once(lake.curated, manifest_name, _json(body), JSON)
@@ -437,8 +457,10 @@ def build_outputs(staged: Mapping[str, StagedFile], state: Mapping[str, pl.DataF
 
     def emit(table: str, frame: pl.DataFrame) -> None:
         if frame.height:
-            null_found[table] = null_warnings(table, frame)
-            outputs[table] = _encode(sort_for_output(table, frame), folder / f"{table}.parquet")
+            with telemetry.table_span("transform", table) as span:
+                null_found[table] = null_warnings(table, frame)
+                outputs[table] = _encode(sort_for_output(table, frame), folder / f"{table}.parquet")
+                span.set(rows=frame.height, bytes=outputs[table].path.stat().st_size)
 
     dates = []
     for name, source in FACTS.items():
