@@ -7,7 +7,7 @@ import azure.functions as func
 import shared.extract
 from shared import telemetry
 from shared.backlog import record_backlog
-from shared.errors import TerminalError, TransientError
+from shared.errors import TerminalError
 from shared.lake import Lake
 from shared.load import load_message, send_to_poison
 from shared.settings import load_settings, telemetry_connection_string, transform_trigger_source
@@ -56,8 +56,8 @@ def load(msg: func.QueueMessage) -> None:
         logging.error("TOTES_LOAD_POISON %s; message moved to %s, not retried", exc, settings.poison_queue)
         send_to_poison(settings, lake, body)
         telemetry.record_poison("unusable")
-    except TransientError:
-        if (msg.dequeue_count or 0) >= MAX_DEQUEUE_COUNT:  # the host moves it to poison after this failure
+    except Exception:  # a TransientError, or a bug: the host retries, and moves it to poison after the last try
+        if (msg.dequeue_count or 0) >= MAX_DEQUEUE_COUNT:
             telemetry.record_poison("retries_exhausted")
         raise
 

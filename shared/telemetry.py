@@ -158,6 +158,7 @@ def stage_span(
             _run_id.reset(run_token)
             span.set_attribute("outcome", outcome)
             _instruments().duration.record(time.perf_counter() - started, {"stage": stage, "outcome": outcome})
+    flush()
 
 
 @contextmanager
@@ -220,6 +221,21 @@ def record_backlog(waiting: Mapping[str, int], oldest_s: Mapping[str, float | No
     for stage, count in waiting.items():
         instruments.backlog.set(count, {"stage": stage})
         instruments.backlog_age.set(oldest_s.get(stage) or 0.0, {"stage": stage})
+    flush()
+
+
+def flush(timeout_ms: int = 5_000) -> None:
+    """Export what is buffered now when Azure Monitor is configured: a Functions instance may be frozen or
+    reclaimed right after an invocation, before the periodic export (every 60 s) would run."""
+    if not _configured:
+        return
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+        force_flush = getattr(provider, "force_flush", None)
+        if force_flush is not None:
+            try:
+                force_flush(timeout_ms)
+            except Exception as exc:  # telemetry must never fail the pipeline
+                log.warning("telemetry flush failed: %s: %s", type(exc).__name__, exc)
 
 
 def record_quarantine() -> None:
@@ -230,6 +246,7 @@ def record_quarantine() -> None:
 def record_poison(reason: Literal["unusable", "retries_exhausted"]) -> None:
     """A load message went to the poison queue (totes.load.poison): unusable at once, or after its retries."""
     _instruments().poison.add(1, {"reason": reason})
+    flush()
 
 
 class _Instruments:

@@ -307,3 +307,10 @@ def test_function_app_configures_telemetry_at_import_from_the_setting() -> None:
     base = {k: v for k, v in os.environ.items() if k != "APPLICATIONINSIGHTS_CONNECTION_STRING"}
     assert run_python(code, base).strip() == "[]"
     assert connection in run_python(code, {**base, "APPLICATIONINSIGHTS_CONNECTION_STRING": connection})
+
+
+def test_the_poison_count_follows_the_hosts_max_dequeue_count() -> None:
+    import function_app
+
+    host = json.loads((ROOT / "host.json").read_text())
+    assert host["extensions"]["queues"]["maxDequeueCount"] == function_app.MAX_DEQUEUE_COUNT
