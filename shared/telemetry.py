@@ -138,14 +138,14 @@ def stage_span(
     duration is recorded (totes.stage.duration) with its outcome: the one `finish` gave, `retry` for a
     TransientError, `failed` for any other error.
     """
-    parent_traceparent = traceparent() if callable(traceparent) and tracing_enabled() else traceparent
-    parent = parent_context(parent_traceparent if isinstance(parent_traceparent, str) else None)
+    parent_traceparent = _resolve(traceparent)
+    parent = parent_context(parent_traceparent)
     started = time.perf_counter()
     outcome = "failed"
     with _tracer().start_as_current_span(f"totes.{stage}", context=parent) as span:
         handle = SpanHandle(span, stage)
         run_token = _run_id.set(run_id)
-        trace_token = _run_trace.set(parent_traceparent if isinstance(parent_traceparent, str) else current())
+        trace_token = _run_trace.set(parent_traceparent or current())
         handle.set(run_id=run_id, stage=stage)
         try:
             yield handle
@@ -159,6 +159,19 @@ def stage_span(
             span.set_attribute("outcome", outcome)
             _instruments().duration.record(time.perf_counter() - started, {"stage": stage, "outcome": outcome})
     flush()
+
+
+def _resolve(traceparent: str | Callable[[], str | None] | None) -> str | None:
+    """A traceparent, looked up only when tracing is on; a failed look-up starts a new trace instead."""
+    if not callable(traceparent):
+        return traceparent
+    if not tracing_enabled():
+        return None
+    try:
+        return traceparent()
+    except Exception as exc:  # telemetry never fails a stage; the stage reports its own storage errors
+        log.warning("run trace not read (%s: %s); this stage starts a new trace", type(exc).__name__, exc)
+        return None
 
 
 @contextmanager

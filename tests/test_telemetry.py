@@ -314,3 +314,22 @@ def test_the_poison_count_follows_the_hosts_max_dequeue_count() -> None:
 
     host = json.loads((ROOT / "host.json").read_text())
     assert host["extensions"]["queues"]["maxDequeueCount"] == function_app.MAX_DEQUEUE_COUNT
+
+
+def test_a_failed_trace_look_up_starts_a_new_trace_instead_of_failing(otel: Telemetry) -> None:
+    def unreadable() -> str | None:
+        raise TransientError("lake storage unreachable")
+
+    with telemetry.stage_span("load", "r1", traceparent=unreadable) as span:
+        span.finish("loaded", {"dim_staff": 2, "fact_sales_order": 0})
+    load = otel.span("totes.load")
+    assert load.parent is None and load.attributes is not None and load.attributes["rows"] == 2
+    assert [(a, p.value) for a, p in otel.points()[telemetry.ROWS]] == [({"stage": "load", "table": "dim_staff"}, 2)]
+
+
+@pytest.mark.parametrize(
+    "document", [b"{not json", {"traceparent": 7}, {"traceparent": "00-bad"}, {"run_id": "r"}, ["traceparent"]]
+)
+def test_a_missing_or_bad_traceparent_means_a_new_trace(document: Any) -> None:
+    value = telemetry.traceparent_in(document)
+    assert telemetry.parent_context(value) is None

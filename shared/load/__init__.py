@@ -105,7 +105,7 @@ def _run_trace(lake: Lake, run_id: str) -> str | None:
     """The traceparent in the curated manifest of `run_id` (None if it has none or cannot be read)."""
     try:
         return telemetry.traceparent_in(lake.read_json(lake.curated, manifest_name(run_id)))
-    except (ResourceNotFoundError, ValueError):
+    except (ResourceNotFoundError, ValueError, TransientError):  # the load itself reports these
         return None
 
 
