@@ -270,10 +270,10 @@ def run_python(code: str, env: dict[str, str] | None = None) -> str:
 @pytest.mark.parametrize(
     ("connection_strings", "expected"),
     [
-        ([None, ""], "configured=False calls=0"),
+        ([None, ""], "configured=False calls=0 filtered=False"),
         (
             ["InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/"] * 2,
-            "configured=True calls=1",
+            "configured=True calls=1 filtered=True",
         ),
     ],
 )
@@ -289,7 +289,9 @@ def test_azure_monitor_is_configured_once_and_only_with_a_connection_string(
         real = distro.configure_azure_monitor
         distro.configure_azure_monitor = lambda **kw: (calls.append(kw), real(**kw, disable_offline_storage=True))
         results = [telemetry.configure(cs) for cs in {list(connection_strings)!r}]
-        print(f"configured={{results[-1]}} calls={{len(calls)}}")
+        import logging
+        filtered = any(telemetry.flatten_custom_dimensions in h.filters for h in logging.getLogger().handlers)
+        print(f"configured={{results[-1]}} calls={{len(calls)}} filtered={{filtered}}")
         """
     )
     assert out.strip() == expected
