@@ -5,11 +5,18 @@ import logging
 import azure.functions as func
 
 import shared.extract
+from shared import telemetry
+from shared.backlog import record_backlog
 from shared.errors import TerminalError
 from shared.lake import Lake
 from shared.load import load_message, send_to_poison
-from shared.settings import load_settings, transform_trigger_source
+from shared.settings import load_settings, telemetry_connection_string, transform_trigger_source
 from shared.transform.stage import transform_blob
+
+# Traces, metrics and logs to Azure Monitor when APPLICATIONINSIGHTS_CONNECTION_STRING is set, once per worker.
+telemetry.configure(telemetry_connection_string())
+# host.json extensions.queues.maxDequeueCount: the host moves a message to poison after this many failures.
+MAX_DEQUEUE_COUNT = 5
 
 app = func.FunctionApp()
 
@@ -48,6 +55,11 @@ def load(msg: func.QueueMessage) -> None:
     except TerminalError as exc:
         logging.error("TOTES_LOAD_POISON %s; message moved to %s, not retried", exc, settings.poison_queue)
         send_to_poison(settings, lake, body)
+        telemetry.record_poison("unusable")
+    except Exception:  # a TransientError, or a bug: the host retries, and moves it to poison after the last try
+        if (msg.dequeue_count or 0) >= MAX_DEQUEUE_COUNT:
+            telemetry.record_poison("retries_exhausted")
+        raise
 
 
 @app.function_name("extract")
@@ -55,7 +67,9 @@ def load(msg: func.QueueMessage) -> None:
 def extract(timer: func.TimerRequest) -> None:
     """A tick of EXTRACT_SCHEDULE: one extract run, source changes -> raw lake (LAKE_STORAGE)."""
     settings = load_settings(needs=("source", "lake"))
-    result = shared.extract.extract(settings, Lake.from_settings(settings))  # logs the run summary
+    lake = Lake.from_settings(settings)
+    result = shared.extract.extract(settings, lake)  # logs the run summary
+    record_backlog(lake, settings)  # runs waiting per stage, every tick (the ledger too where WAREHOUSE_DB_URL is set)
     logging.info(
         "extract trigger: run_id=%s rows=%d past_due=%s duration_s=%.2f",
         result.run_id or "none (no changes)",

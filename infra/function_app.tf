@@ -29,10 +29,13 @@ locals {
     "LAKE_STORAGE__credential"      = "managedidentity"
     "LAKE_STORAGE__clientId"        = local.identity_client_id
 
-    # Key Vault references, resolved by the platform with the user-assigned identity
+    # A Key Vault reference, resolved by the platform with the user-assigned identity
     # (key_vault_reference_identity_id). Versionless, so a rotated secret is picked up.
-    "TOTESYS_DB_URL"   = "@Microsoft.KeyVault(SecretUri=${azurerm_key_vault.main.vault_uri}secrets/${local.totesys_secret_name})"
-    "WAREHOUSE_DB_URL" = "@Microsoft.KeyVault(SecretUri=${azurerm_key_vault_secret.warehouse_db_url.versionless_id})"
+    "TOTESYS_DB_URL" = "@Microsoft.KeyVault(SecretUri=${azurerm_key_vault.main.vault_uri}secrets/${local.totesys_secret_name})"
+    # No secret: the load signs in as the PostgreSQL role mapped to the identity (warehouse.tf) with an
+    # Entra token from DefaultAzureCredential (AZURE_CLIENT_ID below) as the password.
+    "WAREHOUSE_DB_URL" = local.warehouse_entra_url
+    "WAREHOUSE_AUTH"   = "entra"
 
     "RAW_CONTAINER"            = local.raw_container
     "CURATED_CONTAINER"        = local.curated_container
@@ -96,6 +99,7 @@ resource "azurerm_function_app_flex_consumption" "main" {
     azurerm_role_assignment.function_host_queue,
     azurerm_role_assignment.function_host_table,
     azurerm_role_assignment.function_key_vault_secrets,
+    azurerm_postgresql_flexible_server_active_directory_administrator.function,
     time_sleep.function_roles,
   ]
 }

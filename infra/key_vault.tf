@@ -1,7 +1,8 @@
-# Key Vault in RBAC mode with purge protection. It holds the two database connection secrets;
+# Key Vault in RBAC mode with purge protection. It holds two database connection secrets;
 # no secret value appears in this code, in tfvars, in outputs or in Terraform state:
-# - totesys-db-url is set by an operator (docs/deploy.md);
-# - warehouse-db-url is written with a write-only argument from an ephemeral password.
+# - totesys-db-url is set by an operator (docs/deploy.md) and read by the extract;
+# - warehouse-admin-url (break-glass, for operators only: the Function App signs in to the warehouse
+#   with an Entra token, see warehouse.tf) is written with a write-only argument from an ephemeral password.
 
 resource "azurerm_key_vault" "main" {
   #checkov:skip=CKV_AZURE_109:Default-allow network rules: the platform resolves Key Vault references for a Flex Consumption app without VNet integration over the public endpoint, and the deploy workflow writes from GitHub-hosted runners with no fixed addresses. Access is RBAC-only.
@@ -48,15 +49,15 @@ resource "azurerm_role_assignment" "function_key_vault_secrets" {
   role_definition_name = "Key Vault Secrets User"
   principal_id         = azurerm_user_assigned_identity.function.principal_id
   principal_type       = "ServicePrincipal"
-  description          = "Resolve the TOTESYS_DB_URL and WAREHOUSE_DB_URL Key Vault references"
+  description          = "Resolve the TOTESYS_DB_URL Key Vault reference"
 }
 
-# The identity running Terraform writes warehouse-db-url; operators set totesys-db-url.
+# The identity running Terraform writes warehouse-admin-url; operators set totesys-db-url.
 resource "azurerm_role_assignment" "deployer_key_vault_secrets" {
   scope                = azurerm_key_vault.main.id
   role_definition_name = "Key Vault Secrets Officer"
   principal_id         = data.azurerm_client_config.current.object_id
-  description          = "Terraform writes the generated warehouse connection secret"
+  description          = "Terraform writes the generated warehouse administrator secret"
 }
 
 resource "azurerm_role_assignment" "operator_key_vault_secrets" {
@@ -87,9 +88,10 @@ ephemeral "random_password" "warehouse_admin" {
   min_special      = 2
 }
 
-resource "azurerm_key_vault_secret" "warehouse_db_url" {
-  #checkov:skip=CKV_AZURE_41:An expiry date would make the WAREHOUSE_DB_URL reference stop resolving and stop the pipeline; the password is rotated by raising warehouse_password_version.
-  name         = local.warehouse_secret_name
+# The administrator's URI, for operators (break-glass, first-time setup); no app setting refers to it.
+resource "azurerm_key_vault_secret" "warehouse_admin_url" {
+  #checkov:skip=CKV_AZURE_41:An expiry date would lock operators out of the break-glass administrator login without warning; the password is rotated by raising warehouse_password_version.
+  name         = local.warehouse_admin_secret_name
   key_vault_id = azurerm_key_vault.main.id
   content_type = "libpq connection URI"
 

@@ -30,14 +30,12 @@ locals {
   transform_function = "transform"
 
   # Secret names in Key Vault. totesys-db-url is set by an operator (docs/deploy.md);
-  # warehouse-db-url is written by Terraform from the generated password.
-  totesys_secret_name   = "totesys-db-url"
-  warehouse_secret_name = "warehouse-db-url"
+  # warehouse-admin-url is written by Terraform from the generated password (operators only).
+  totesys_secret_name         = "totesys-db-url"
+  warehouse_admin_secret_name = "warehouse-admin-url"
 
-  # Log markers the code writes (design contract); the alert rules search for them.
-  marker_quarantine      = "TOTES_QUARANTINE"
-  marker_load_ok         = "TOTES_LOAD_OK"
-  marker_extract_changes = "TOTES_EXTRACT_CHANGES"
+  # In the error of the load's expected retry (shared/load DIMENSIONS_PENDING): not a failure to alert on.
+  marker_dimensions_pending = "dimension rows not loaded yet"
 
   warehouse_private = var.warehouse_delegated_subnet_id != null
 

@@ -315,7 +315,7 @@ variable "log_retention_days" {
 }
 
 variable "freshness_threshold_minutes" {
-  description = "The stale-warehouse alert fires when an extract found changes more than this many minutes ago and no load has succeeded since."
+  description = "The stale-warehouse alert fires when the freshness lag of a loaded run (source commit to warehouse commit), or the age of a run still waiting for the transform or the load, exceeds this many minutes."
   type        = number
   default     = 30
 

@@ -70,7 +70,7 @@ resource "azurerm_postgresql_flexible_server_configuration" "connection_throttli
 }
 
 resource "azurerm_postgresql_flexible_server_firewall_rule" "azure_services" {
-  #checkov:skip=CKV2_AZURE_26:Only with public access and warehouse_allow_azure_services: a Flex Consumption app without VNet integration has no fixed outbound addresses. Logins still need the generated password over TLS; set warehouse_delegated_subnet_id and friends for private access instead.
+  #checkov:skip=CKV2_AZURE_26:Only with public access and warehouse_allow_azure_services: a Flex Consumption app without VNet integration has no fixed outbound addresses. Logins still need an Entra token (or the break-glass password) over TLS; set warehouse_delegated_subnet_id and friends for private access instead.
   count            = !local.warehouse_private && var.warehouse_allow_azure_services ? 1 : 0
   name             = "allow-azure-services"
   server_id        = azurerm_postgresql_flexible_server.warehouse.id
@@ -86,6 +86,30 @@ resource "azurerm_postgresql_flexible_server_firewall_rule" "allowed" {
   end_ip_address   = each.value.end_ip_address
 }
 
+# The Function App's identity is an Entra administrator of the server: the server maps it to a PostgreSQL
+# role named after the identity, which the load signs in as with an Entra token (WAREHOUSE_AUTH=entra).
+# The load creates and alters the warehouse tables, so it needs the rights the administrator login had;
+# the generated administrator password is not used at run time (warehouse-admin-url is break-glass).
+resource "azurerm_postgresql_flexible_server_active_directory_administrator" "function" {
+  server_name         = azurerm_postgresql_flexible_server.warehouse.name
+  resource_group_name = azurerm_resource_group.main.name
+  tenant_id           = data.azurerm_client_config.current.tenant_id
+  object_id           = azurerm_user_assigned_identity.function.principal_id
+  principal_name      = azurerm_user_assigned_identity.function.name
+  principal_type      = "ServicePrincipal"
+}
+
+locals {
+  # WAREHOUSE_DB_URL of the Function App: the mapped role, no password, TLS required.
+  warehouse_entra_url = format(
+    "postgresql://%s@%s:5432/%s?sslmode=require",
+    azurerm_user_assigned_identity.function.name,
+    azurerm_postgresql_flexible_server.warehouse.fqdn,
+    azurerm_postgresql_flexible_server_database.warehouse.name,
+  )
+}
+
+# An optional person or group as a further Entra administrator, for operators.
 resource "azurerm_postgresql_flexible_server_active_directory_administrator" "warehouse" {
   count               = var.warehouse_entra_admin == null ? 0 : 1
   server_name         = azurerm_postgresql_flexible_server.warehouse.name

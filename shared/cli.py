@@ -14,9 +14,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from shared import telemetry
 from shared.errors import EtlError
 from shared.local.stack import LocalStack
-from shared.settings import Settings, load_settings
+from shared.settings import Settings, load_settings, telemetry_connection_string
 
 if TYPE_CHECKING:
     from shared.pipeline import CycleSummary
@@ -57,6 +58,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     for name, value in exports.items():
         if value:
             print(f"export {name}={shlex.quote(value)}")
+    if args.settings_file and exports["LAKE_STORAGE"]:
+        from shared.local.settings_file import write_local_settings
+
+        say(f"wrote {write_local_settings(Path(args.settings_file), exports)} for `func start`")
     say('local stack up. Use it in this shell with: eval "$(totes up)"')
     return 0
 
@@ -245,7 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    command("up", cmd_up, 'start the local stack and print export lines: eval "$(totes up)"')
+    up = command("up", cmd_up, 'start the local stack and print export lines: eval "$(totes up)"')
+    up.add_argument(
+        "--settings-file",
+        default="local.settings.json",
+        help="write the stack's settings for `func start` here (default local.settings.json; '' to skip)",
+    )
     command("down", cmd_down, "stop the local stack")
     seed = command("seed", cmd_seed, "create the totesys schema and load the real snapshot")
     seed.add_argument("--scale", type=int, default=1, help="synthesise N times the snapshot's rows")
@@ -287,6 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("azure").setLevel(logging.WARNING)
+    telemetry.configure(telemetry_connection_string())
     try:
         return int(args.func(args))
     except EtlError as exc:

@@ -469,6 +469,7 @@ class RawManifest:
     files: tuple[RawFile, ...]
     lookback_seconds: int | None = None
     version: int = 1
+    traceparent: str | None = None  # W3C trace context of the extract's span: the run's one trace
 
     @property
     def source_max_updated(self) -> str | None:
@@ -484,6 +485,7 @@ class RawManifest:
             "extracted_at": self.extracted_at,
             "lookback_seconds": self.lookback_seconds,
             "tables": {f.table: f.to_dict() for f in self.files},
+            **_trace(self.traceparent),
         }
         return json.dumps(body, indent=2).encode()
 
@@ -502,7 +504,13 @@ class RawManifest:
             raise ContractError("tables is not an object")
         files = tuple(RawFile.from_dict(table, entry) for table, entry in sorted(body["tables"].items()))
         lookback = body.get("lookback_seconds")
-        return cls(run_id, body["extracted_at"], files, lookback if _count(lookback) else None)
+        return cls(
+            run_id,
+            body["extracted_at"],
+            files,
+            lookback if _count(lookback) else None,
+            traceparent=_traceparent(body),
+        )
 
 
 @dataclass(frozen=True)
@@ -524,6 +532,7 @@ class CuratedManifest:
     source_max_updated: str | None  # the newest source change in the run (source clock, naive UTC)
     files: dict[str, CuratedFile]  # warehouse table -> its file, for tables with rows only
     warnings: tuple[str, ...] = ()
+    traceparent: str | None = None  # the run's trace, carried on from the raw manifest
 
     @property
     def rows(self) -> dict[str, int]:
@@ -549,6 +558,7 @@ class CuratedManifest:
             "source_max_updated": self.source_max_updated,
             "tables": {t: {"file": f.file, "rows": f.rows, "sha256": f.sha256} for t, f in self.files.items()},
             "warnings": list(self.warnings),
+            **_trace(self.traceparent),
         }
         return (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
 
@@ -580,6 +590,7 @@ class CuratedManifest:
             body.get("source_max_updated"),
             files,
             tuple(str(w) for w in warnings) if isinstance(warnings, list) else (),
+            traceparent=_traceparent(body),
         )
 
 
@@ -589,10 +600,11 @@ class LoadMessage:
 
     run_id: str
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    traceparent: str | None = None  # the run's trace, so the load's span joins it
 
     def to_json(self) -> str:
         """The message body as the transform sends it."""
-        return json.dumps({"run_id": self.run_id})
+        return json.dumps({"run_id": self.run_id, **_trace(self.traceparent)})
 
     @classmethod
     def from_json(cls, body: str) -> LoadMessage:
@@ -603,4 +615,14 @@ class LoadMessage:
             raise ContractError(f"not valid JSON ({exc})") from exc
         if not isinstance(doc, dict) or not isinstance(doc.get("run_id"), str):
             raise ContractError('has no string "run_id"')
-        return cls(doc["run_id"])
+        return cls(doc["run_id"], traceparent=_traceparent(doc))
+
+
+def _trace(traceparent: str | None) -> dict[str, str]:
+    """The optional traceparent field of a manifest or message."""
+    return {"traceparent": traceparent} if traceparent else {}
+
+
+def _traceparent(body: Mapping[str, Any]) -> str | None:
+    value = body.get("traceparent")
+    return value if isinstance(value, str) else None

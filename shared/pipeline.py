@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from shared.backlog import record_backlog
 from shared.errors import TerminalError
 from shared.extract import ExtractResult, extract
 from shared.lake import Lake
@@ -51,6 +52,7 @@ def run_cycle(settings: Settings, lake: Lake | None = None, *, progress: Progres
     durations["extract"] = time.perf_counter() - started
     if extracted.run_id is None:
         progress(f"extract: no changes ({durations['extract']:.2f} s)")
+        record_backlog(lake, settings)
         return CycleSummary(run_id=None, extract=extracted, durations=durations)
     for table, rows in extracted.rows.items():
         progress(f"extract: {table:<16} {rows:>10,} rows")
@@ -77,6 +79,7 @@ def run_cycle(settings: Settings, lake: Lake | None = None, *, progress: Progres
     for table, rows in loaded.rows.items():
         progress(f"load: {table:<20} {rows:>10,} rows")
     progress(f"load: done ({durations['load']:.2f} s)")
+    record_backlog(lake, settings)
     return CycleSummary(
         run_id=extracted.run_id, extract=extracted, transform=transformed, load=loaded, durations=durations
     )

@@ -8,10 +8,13 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
+from urllib.parse import parse_qs, urlsplit
 
 from shared.errors import SettingsError
 
 Need = Literal["source", "warehouse", "lake"]
+WarehouseAuth = Literal["password", "entra"]
+WAREHOUSE_AUTHS: tuple[WarehouseAuth, ...] = ("password", "entra")
 KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
 DEFAULT_SCHEDULE = "0 */5 * * * *"
 DEFAULT_LOOKBACK = timedelta(minutes=10)
@@ -61,6 +64,8 @@ class Settings:
     extract_lookback: timedelta = DEFAULT_LOOKBACK
     key_vault_url: str | None = None
     appinsights_connection_string: Secret | None = None
+    # How the load signs in to the warehouse: the URL's password, or an Entra token (managed identity).
+    warehouse_auth: WarehouseAuth = "password"
 
     @property
     def poison_queue(self) -> str:
@@ -97,6 +102,12 @@ def transform_trigger_source(env: Mapping[str, str] | None = None) -> TriggerSou
         + ", ".join(TRIGGER_SOURCES)
         + " (EventGrid in Azure, LogsAndContainerScan for func start on Azurite)"
     )
+
+
+def telemetry_connection_string(env: Mapping[str, str] | None = None) -> str | None:
+    """APPLICATIONINSIGHTS_CONNECTION_STRING, or None: read when function_app.py is imported, to configure
+    telemetry once per worker before any invocation (and whatever the other settings hold)."""
+    return _value(os.environ if env is None else env, "APPLICATIONINSIGHTS_CONNECTION_STRING")
 
 
 SecretReader = Callable[[str, str], str]
@@ -170,6 +181,7 @@ def load_settings(
             lookback = parse_lookback(raw_lookback)
         except ValueError as exc:
             problems.append(f"EXTRACT_LOOKBACK={raw_lookback!r} is invalid: {exc}")
+    warehouse_auth = _warehouse_auth(env, warehouse, problems)
     schedule = _value(env, "EXTRACT_SCHEDULE") or DEFAULT_SCHEDULE
     if len(schedule.split()) != 6:
         problems.append(f"EXTRACT_SCHEDULE={schedule!r} is invalid: expected a 6-field NCRONTAB expression")
@@ -195,6 +207,7 @@ def load_settings(
         extract_lookback=lookback,
         key_vault_url=key_vault_url,
         appinsights_connection_string=insights,
+        warehouse_auth=warehouse_auth,
     )
     try:
         settings.require(*needs)
@@ -208,6 +221,39 @@ def load_settings(
 def _value(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name)
     return value if value not in (None, "") else None
+
+
+def _warehouse_auth(env: Mapping[str, str], url: Secret | None, problems: list[str]) -> WarehouseAuth:
+    """WAREHOUSE_AUTH (default password); with entra, WAREHOUSE_DB_URL must name a role and carry no password."""
+    value = _value(env, "WAREHOUSE_AUTH") or "password"
+    auth = next((a for a in WAREHOUSE_AUTHS if a == value), None)
+    if auth is None:
+        problems.append(f"WAREHOUSE_AUTH={value!r} is invalid: expected one of {', '.join(WAREHOUSE_AUTHS)}")
+        return "password"
+    if auth == "entra" and url is not None:
+        user, has_password = _url_login(url.reveal())
+        if has_password:
+            problems.append(
+                "WAREHOUSE_DB_URL carries a password but WAREHOUSE_AUTH=entra signs in with an Entra token: "
+                "remove the password from the URL"
+            )
+        if not user:
+            problems.append(
+                "WAREHOUSE_DB_URL names no user but WAREHOUSE_AUTH=entra needs the PostgreSQL role mapped to "
+                "the managed identity (e.g. postgresql://id-totes-dev@<server>:5432/warehouse?sslmode=require)"
+            )
+    return auth
+
+
+def _url_login(url: str) -> tuple[str | None, bool]:
+    """The user of a libpq URI or key=value string, and whether it carries a password."""
+    if re.match(r"postgres(ql)?://", url):
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        user = parts.username or next(iter(query.get("user", [])), None)
+        return user, parts.password is not None or "password" in query
+    pairs = dict(re.findall(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", url))
+    return pairs.get("user"), "password" in pairs
 
 
 def _lake(env: Mapping[str, str]) -> LakeConnection | None:

@@ -1,5 +1,6 @@
 """The `totes` command: exports for eval, idempotent stack, env wins, every command documented."""
 
+import json
 import os
 import re
 import shlex
@@ -42,27 +43,54 @@ def _clean_env() -> dict[str, str]:
 
 
 def test_up_prints_exports_is_idempotent_and_down_stops(tmp_path: Path) -> None:
-    local = tmp_path / "st"
-    first = _totes("--local-dir", str(local), "up", env=_clean_env())
+    local, func_settings = tmp_path / "st", tmp_path / "local.settings.json"
+    first = _totes("--local-dir", str(local), "up", "--settings-file", str(func_settings), env=_clean_env())
     assert first.returncode == 0, first.stderr
     exports = _exports(first.stdout)
     assert set(exports) == {"TOTESYS_DB_URL", "WAREHOUSE_DB_URL", "LAKE_STORAGE"}
     assert exports["TOTESYS_DB_URL"].startswith("postgresql://") and "/totesys" in exports["TOTESYS_DB_URL"]
     assert "BlobEndpoint=http://127.0.0.1:" in exports["LAKE_STORAGE"]
-    again = _totes("--local-dir", str(local), "up", env=_clean_env())
+    assert "TableEndpoint=http://127.0.0.1:" in exports["LAKE_STORAGE"], "the Functions host uses tables too"
+    _check_func_settings(func_settings, exports)
+    again = _totes("--local-dir", str(local), "up", "--settings-file", str(func_settings), env=_clean_env())
     assert _exports(again.stdout) == exports  # the same servers, reused
     down = _totes("--local-dir", str(local), "down", env=_clean_env())
     assert down.returncode == 0
     assert "Azurite" in down.stderr and "PostgreSQL" in down.stderr
 
 
+def _check_func_settings(path: Path, exports: dict[str, str]) -> None:
+    """The local.settings.json `totes up` wrote points `func start` at the stack's Azurite ports."""
+    values = json.loads(path.read_text())["Values"]
+    blob_port = re.search(r"BlobEndpoint=http://127\.0\.0\.1:(\d+)/", exports["LAKE_STORAGE"])
+    assert blob_port and f":{blob_port[1]}/" in values["AzureWebJobsStorage"]
+    assert values["AzureWebJobsStorage"] == values["LAKE_STORAGE"] == exports["LAKE_STORAGE"]
+    assert values["TOTESYS_DB_URL"] == exports["TOTESYS_DB_URL"]
+    assert values["WAREHOUSE_DB_URL"] == exports["WAREHOUSE_DB_URL"]
+    example = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
+    assert set(example) <= set(values), "every setting of the example is written"
+    assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
+    assert values["TRANSFORM_TRIGGER_SOURCE"] == "LogsAndContainerScan", "func start polls Azurite"
+
+
 def test_up_uses_settings_already_set_and_starts_nothing(tmp_path: Path, local_stack: StackUrls) -> None:
-    local = tmp_path / "unused"
+    local, func_settings = tmp_path / "unused", tmp_path / "func" / "local.settings.json"
+    func_settings.parent.mkdir()
+    func_settings.write_text(json.dumps({"Values": {"MY_SETTING": "kept", "LAKE_STORAGE": "old"}}))
     env = {**_clean_env(), **local_stack.as_env()}
-    result = _totes("--local-dir", str(local), "up", env=env)
+    result = _totes("--local-dir", str(local), "up", "--settings-file", str(func_settings), env=env)
     assert result.returncode == 0, result.stderr
     assert _exports(result.stdout) == local_stack.as_env()
     assert not local.exists()
+    _check_func_settings(func_settings, local_stack.as_env())
+    assert json.loads(func_settings.read_text())["Values"]["MY_SETTING"] == "kept", "other values are kept"
+
+
+def test_up_can_skip_the_func_settings_file(tmp_path: Path, local_stack: StackUrls) -> None:
+    env = {**_clean_env(), **local_stack.as_env()}
+    result = _totes("--local-dir", str(tmp_path / "unused"), "up", "--settings-file", "", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "local.settings.json" not in result.stderr
 
 
 def test_every_command_is_documented_in_readme() -> None:

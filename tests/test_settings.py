@@ -108,3 +108,38 @@ def test_identity_based_lake_connection() -> None:
 )
 def test_lookback_forms(text: str, expected: timedelta) -> None:
     assert parse_lookback(text) == expected
+
+
+ENTRA_URL = "postgresql://id-totes-dev@psql-totes-dev.postgres.database.azure.com:5432/warehouse?sslmode=require"
+
+
+def test_warehouse_auth_defaults_to_the_url_password() -> None:
+    settings = load_settings({"WAREHOUSE_DB_URL": SOURCE}, needs=("warehouse",))
+    assert settings.warehouse_auth == "password"
+
+
+@pytest.mark.parametrize("url", [ENTRA_URL, "host=psql.example user=id-totes-dev dbname=warehouse sslmode=require"])
+def test_warehouse_auth_entra_takes_a_url_with_a_role_and_no_password(url: str) -> None:
+    settings = load_settings({"WAREHOUSE_DB_URL": url, "WAREHOUSE_AUTH": "entra"}, needs=("warehouse",))
+    assert settings.warehouse_auth == "entra"
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("postgresql://totes_admin:pw@psql.example/warehouse", "carries a password"),
+        ("postgresql://id-totes-dev@psql.example/warehouse?password=pw", "carries a password"),
+        ("host=psql.example user=u password='p w' dbname=warehouse", "carries a password"),
+        ("postgresql://psql.example/warehouse", "names no user"),
+    ],
+)
+def test_warehouse_auth_entra_rejects_a_password_or_a_missing_role(url: str, problem: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings({"WAREHOUSE_DB_URL": url, "WAREHOUSE_AUTH": "entra"})
+    assert problem in str(err.value) and "WAREHOUSE_AUTH=entra" in str(err.value)
+    assert "pw" not in str(err.value).replace("password", "")
+
+
+def test_warehouse_auth_must_be_known() -> None:
+    with pytest.raises(SettingsError, match="WAREHOUSE_AUTH='aad' is invalid: expected one of password, entra"):
+        load_settings({"WAREHOUSE_DB_URL": ENTRA_URL, "WAREHOUSE_AUTH": "aad"})

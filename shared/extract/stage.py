@@ -27,6 +27,7 @@ from pathlib import Path
 import polars as pl
 import psycopg
 
+from shared import telemetry
 from shared.contract import JSON_TYPE, PARQUET_TYPE, RawFile, RawManifest, manifest_name, raw_file_name
 from shared.errors import TerminalError, TransientError
 from shared.extract.catalog import SourceTable, read_catalog
@@ -111,6 +112,13 @@ def extract(
 ) -> ExtractResult:
     """One extract run: the rows of every source table changed since its watermark (minus the lookback)
     into raw Parquet files plus a manifest, then the advanced watermarks; `now` overrides the DB clock."""
+    with telemetry.stage_span("extract") as span:  # starts the run's trace; the manifest carries it on
+        result = _extract(settings, lake, now=now, batch_rows=batch_rows)
+        span.finish("changes" if result.run_id else "no_changes", result.rows, bytes=result.bytes, run_id=result.run_id)
+    return result
+
+
+def _extract(settings: Settings, lake: Lake, *, now: datetime | None, batch_rows: int) -> ExtractResult:
     if batch_rows < 1:
         raise TerminalError(f"batch_rows must be a positive number of rows, got {batch_rows}")
     started = time.perf_counter()
@@ -249,7 +257,13 @@ def build_manifest(
         )
         for table, raw in files.items()
     )
-    return RawManifest(run_id, iso(extracted_at), entries, lookback_seconds)
+    return RawManifest(
+        run_id,
+        iso(extracted_at),
+        entries,
+        lookback_seconds,
+        traceparent=telemetry.trace_fields().get(telemetry.TRACEPARENT),
+    )
 
 
 def _extract_tables(
@@ -271,22 +285,24 @@ def _extract_tables(
             table_started = time.perf_counter()
             after = state.lower_bound(table, lookback)
             local = Path(tmp) / f"{table}.parquet"
-            read = write_table_parquet(
-                conn,
-                tables[table],
-                after,
-                local,
-                lookback=lookback,
-                archived=state.archived(table, primary_key(table)),
-                batch_rows=batch_rows,
-            )
-            extracted.tails[table] = read.tail
-            if read.file is not None:
-                name = data_blob_name(table, run_id, extracted_at)
-                with local.open("rb") as stream:
-                    lake.put_once(lake.raw, name, stream, PARQUET_TYPE)
-                local.unlink()
-                extracted.files[table] = RawTableFile(name, read.file, after)
+            with telemetry.table_span("extract", table, run_id) as span:
+                read = write_table_parquet(
+                    conn,
+                    tables[table],
+                    after,
+                    local,
+                    lookback=lookback,
+                    archived=state.archived(table, primary_key(table)),
+                    batch_rows=batch_rows,
+                )
+                extracted.tails[table] = read.tail
+                if read.file is not None:
+                    name = data_blob_name(table, run_id, extracted_at)
+                    with local.open("rb") as stream:
+                        lake.put_once(lake.raw, name, stream, PARQUET_TYPE)
+                    local.unlink()
+                    extracted.files[table] = RawTableFile(name, read.file, after)
+                    span.set(rows=read.file.rows, bytes=read.file.bytes)
             extracted.seconds[table] = time.perf_counter() - table_started
     extracted.current = None
 

@@ -23,13 +23,16 @@ import psycopg
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import TextBase64EncodePolicy
 
-from shared.contract import ContractError, LoadMessage, check_run_id
+from shared import telemetry
+from shared.contract import ContractError, LoadMessage, check_run_id, manifest_name
 from shared.errors import TerminalError, TransientError
 from shared.lake import Lake
-from shared.load.steps import Checkpoint, Timer, lag_s, no_checkpoint, run_load
+from shared.load.steps import DIMENSIONS_PENDING, Checkpoint, Timer, lag_s, no_checkpoint, run_load
 from shared.settings import Settings
+from shared.warehouse.connect import connect_warehouse
 
 __all__ = [
+    "DIMENSIONS_PENDING",
     "LoadResult",
     "load",
     "load_message",
@@ -65,17 +68,37 @@ def parse_message(body: str) -> str:
     return check_run_id(message.run_id)
 
 
-def load(settings: Settings, lake: Lake, run_id: str) -> LoadResult:
+def load(settings: Settings, lake: Lake, run_id: str, *, traceparent: str | None = None) -> LoadResult:
     """Load curated run `run_id` into the warehouse in one transaction; a run in the ledger is a no-op.
 
     Raises TerminalError for input that cannot load (unknown run, bad manifest or file) and
     TransientError when a retry may succeed (warehouse unreachable, dimension rows not loaded yet).
+    The load's span is a child of `traceparent` (the load message's), else of the curated manifest's trace.
     """
-    return _load(settings, lake, run_id, no_checkpoint)
+    return _load(settings, lake, run_id, no_checkpoint, traceparent=traceparent)
 
 
-def _load(settings: Settings, lake: Lake, run_id: str, checkpoint: Checkpoint) -> LoadResult:
+def _load(
+    settings: Settings, lake: Lake, run_id: str, checkpoint: Checkpoint, *, traceparent: str | None = None
+) -> LoadResult:
     check_run_id(run_id)
+    with telemetry.stage_span("load", run_id, traceparent=traceparent or (lambda: _run_trace(lake, run_id))) as span:
+        result = _load_run(settings, lake, run_id, checkpoint)
+        span.finish("already_loaded" if result.already_loaded else "loaded", result.rows)
+    if result.lag_s is not None:
+        telemetry.record_lag(result.lag_s)
+    return result
+
+
+def _run_trace(lake: Lake, run_id: str) -> str | None:
+    """The traceparent in the curated manifest of `run_id` (None if it has none or cannot be read)."""
+    try:
+        return telemetry.traceparent_in(lake.read_json(lake.curated, manifest_name(run_id)))
+    except (ResourceNotFoundError, ValueError, TransientError):  # the load itself reports these
+        return None
+
+
+def _load_run(settings: Settings, lake: Lake, run_id: str, checkpoint: Checkpoint) -> LoadResult:
     started = time.perf_counter()
     timer = Timer()
     try:
@@ -121,8 +144,8 @@ def _load(settings: Settings, lake: Lake, run_id: str, checkpoint: Checkpoint) -
 
 
 def load_message(settings: Settings, lake: Lake, body: str) -> LoadResult:
-    """Load the run a load-jobs message names (parse_message, then load)."""
-    return load(settings, lake, parse_message(body))
+    """Load the run a load-jobs message names (parse_message, then load), in the trace the message carries."""
+    return load(settings, lake, parse_message(body), traceparent=telemetry.traceparent_in(body))
 
 
 def send_to_poison(settings: Settings, lake: Lake, body: str) -> None:
@@ -176,10 +199,8 @@ def status(settings: Settings, limit: int = 10) -> dict[str, Any]:
 
 @contextmanager
 def _connect(settings: Settings, what: str) -> Iterator[psycopg.Connection]:
-    url = settings.require("warehouse").warehouse_db_url
-    assert url is not None
     try:
-        conn = psycopg.connect(url.reveal(), autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        conn = connect_warehouse(settings, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
     except psycopg.OperationalError as exc:
         raise TransientError(
             f"{what}: warehouse unreachable ({exc}); nothing was loaded, the queue retries later"

@@ -13,6 +13,7 @@ from shared.local.source.simulate import simulate
 from shared.pipeline import run_cycle
 from shared.settings import Settings
 from shared.warehouse import report
+from shared.warehouse.connect import connect_warehouse
 
 
 def run_demo(settings: Settings, *, changes: int, seed: int, say: Callable[[str], None]) -> None:
@@ -37,7 +38,7 @@ def run_demo(settings: Settings, *, changes: int, seed: int, say: Callable[[str]
     second = run_cycle(settings, progress=say)
     print_cycle(second)
 
-    with psycopg.connect(settings.warehouse_db_url.reveal()) as conn:
+    with connect_warehouse(settings) as conn:
         print_counts("warehouse", report.table_counts(conn))
         if second.run_id is not None:
             print_history(conn, second.run_id)

@@ -45,12 +45,15 @@ class StackUrls:
         }
 
 
-def azurite_connection_string(blob_port: int, queue_port: int, host: str = "127.0.0.1") -> str:
-    """The connection string of an Azurite listening on the given blob and queue ports."""
+def azurite_connection_string(
+    blob_port: int, queue_port: int, host: str = "127.0.0.1", table_port: int | None = None
+) -> str:
+    """The connection string of an Azurite listening on the given blob, queue (and table) ports."""
+    table = f"TableEndpoint=http://{host}:{table_port}/{AZURITE_ACCOUNT};" if table_port else ""
     return (
         f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
         f"BlobEndpoint=http://{host}:{blob_port}/{AZURITE_ACCOUNT};"
-        f"QueueEndpoint=http://{host}:{queue_port}/{AZURITE_ACCOUNT};"
+        f"QueueEndpoint=http://{host}:{queue_port}/{AZURITE_ACCOUNT};{table}"
     )
 
 
@@ -95,11 +98,11 @@ class LocalStack:
         """Start what is not running (idempotent) and return the stack's URLs."""
         self.root.mkdir(parents=True, exist_ok=True)
         base_uri = self._start_postgres()
-        blob_port, queue_port = self._start_azurite()
+        blob_port, queue_port, table_port = self._start_azurite()
         return StackUrls(
             totesys_db_url=with_database(base_uri, "totesys"),
             warehouse_db_url=with_database(base_uri, "warehouse"),
-            lake_storage=azurite_connection_string(blob_port, queue_port),
+            lake_storage=azurite_connection_string(blob_port, queue_port, table_port=table_port),
         )
 
     def down(self) -> list[str]:
@@ -144,11 +147,11 @@ class LocalStack:
                     conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return uri
 
-    def _start_azurite(self) -> tuple[int, int]:
+    def _start_azurite(self) -> tuple[int, int, int | None]:
         state = self._state()
         pid, blob, queue = state.get("azurite_pid"), state.get("blob_port"), state.get("queue_port")
         if pid and _alive(pid) and blob and queue and _port_open(blob):
-            return blob, queue
+            return blob, queue, state.get("table_port")
         self.azurite_dir.mkdir(parents=True, exist_ok=True)
         blob, queue, table = free_port(), free_port(), free_port()
         logfile = (self.root / "azurite.log").open("ab")
@@ -183,8 +186,8 @@ class LocalStack:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise TerminalError(f"Azurite did not start (exit code {proc.poll()}); see {self.root / 'azurite.log'}")
             time.sleep(0.1)
-        self._write_state({"azurite_pid": proc.pid, "blob_port": blob, "queue_port": queue})
-        return blob, queue
+        self._write_state({"azurite_pid": proc.pid, "blob_port": blob, "queue_port": queue, "table_port": table})
+        return blob, queue, table
 
     def _state(self) -> dict[str, int]:
         try:

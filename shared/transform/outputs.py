@@ -13,6 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
+from shared import telemetry
 from shared.contract import PARQUET_TYPE, TABLE_KEYS, CuratedFile, curated_file_name
 from shared.errors import TerminalError
 from shared.lake import BlobExistsError, Lake
@@ -51,7 +52,9 @@ def build_outputs(staged: Mapping[str, StagedFile], state: Mapping[str, pl.DataF
     outputs: dict[str, EncodedTable] = {}
 
     def encode(table: str, frame: pl.DataFrame) -> None:
-        outputs[table] = _encode(sort_for_output(table, frame), folder / f"{table}.parquet")
+        with telemetry.table_span("transform", table) as span:
+            outputs[table] = _encode(sort_for_output(table, frame), folder / f"{table}.parquet")
+            span.set(rows=frame.height, bytes=outputs[table].path.stat().st_size)
 
     sources = {table: partial(load_raw, file) for table, file in staged.items()}
     current, warnings = build_run(sources, state, encode)

@@ -40,11 +40,12 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from shared import telemetry
 from shared.contract import (
     JSON_TYPE,
     ContractError,
@@ -86,11 +87,14 @@ class TransformOutcome:
     quarantine: str | None = None  # curated/_quarantine/<run_id>.json when quarantined
     reason: str | None = None  # why the run was quarantined
     phases: dict[str, float] = field(default_factory=dict)  # seconds spent in read, build, write
+    traceparent: str | None = None  # the run's trace (its extract's span), carried on to the load
 
     @property
     def load_message(self) -> str | None:
         """The load queue message {"run_id": ...}, or None for a quarantined run (nothing to load)."""
-        return None if self.status == "quarantined" else LoadMessage(self.run_id).to_json()
+        if self.status == "quarantined":
+            return None
+        return LoadMessage(self.run_id, traceparent=self.traceparent).to_json()
 
     def summary(self) -> str:
         """One log line: run, status, row total, table count, warnings, duration."""
@@ -104,8 +108,21 @@ class TransformOutcome:
 
 def transform(lake: Lake, run_id: str) -> TransformOutcome:
     """Transform raw run `run_id` into curated files + manifest + state; quarantine it on bad input."""
-    started = time.perf_counter()
     check_run_id(run_id)
+
+    def extract_trace() -> str | None:  # read only when tracing is on
+        return telemetry.traceparent_in(lake.read_versioned(lake.raw, manifest_name(run_id)).data or b"")
+
+    with telemetry.stage_span("transform", run_id, traceparent=extract_trace) as span:  # child of the extract's
+        outcome = replace(_transform(lake, run_id), traceparent=span.run_trace)
+        span.finish(outcome.status, outcome.rows)
+    if outcome.status == "quarantined":
+        telemetry.record_quarantine()
+    return outcome
+
+
+def _transform(lake: Lake, run_id: str) -> TransformOutcome:
+    started = time.perf_counter()
     name = manifest_name(run_id)
     done = lake.read_versioned(lake.curated, name).data
     if done is not None:
@@ -153,6 +170,7 @@ def transform(lake: Lake, run_id: str) -> TransformOutcome:
         source_max_updated=manifest.source_max_updated,
         files=files,
         warnings=tuple(warnings),
+        traceparent=telemetry.trace_fields().get(telemetry.TRACEPARENT),
     )
     try:
         lake.put_once(lake.curated, name, curated.to_json(), JSON_TYPE)

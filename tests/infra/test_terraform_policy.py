@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -9,7 +10,10 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import INFRA, Terraform, attr, blocks, load_terraform
+from shared import telemetry
+from shared.load import DIMENSIONS_PENDING
+from tests.infra.conftest import INFRA, ROOT, Terraform, attr, blocks, load_terraform
+from tests.infra.kql import parse as kql_parse
 
 SNAKE_CASE = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -124,13 +128,37 @@ def test_function_app_uses_its_user_assigned_identity_everywhere(terraform: Terr
     assert attr(app, "storage_user_assigned_identity_id") == uami
 
 
-def test_both_database_settings_are_key_vault_references(terraform: Terraform) -> None:
+def test_the_source_url_is_a_key_vault_reference(terraform: Terraform) -> None:
+    value = app_settings(terraform)["TOTESYS_DB_URL"]
+    assert value.startswith("@Microsoft.KeyVault(SecretUri="), "TOTESYS_DB_URL must be a Key Vault reference"
+    assert value.endswith(")")
+    assert "azurerm_key_vault" in value, "TOTESYS_DB_URL must point into this stack's vault"
+
+
+def test_the_warehouse_is_reached_with_an_entra_token_not_a_password(terraform: Terraform) -> None:
     settings = app_settings(terraform)
-    for name in ("TOTESYS_DB_URL", "WAREHOUSE_DB_URL"):
-        value = settings[name]
-        assert value.startswith("@Microsoft.KeyVault(SecretUri="), f"{name} must be a Key Vault reference"
-        assert value.endswith(")")
-        assert "azurerm_key_vault" in value, f"{name} must point into this stack's vault"
+    assert settings["WAREHOUSE_AUTH"] == "entra"
+    assert settings["WAREHOUSE_DB_URL"] == "${local.warehouse_entra_url}"
+    url = terraform.locals["warehouse_entra_url"]
+    assert url.startswith('${format("postgresql://%s@%s:5432/%s?sslmode=require"'), "no password, TLS required"
+    assert "azurerm_user_assigned_identity.function.name" in url, "it signs in as the identity's role"
+    assert "password" not in url and "random_password" not in url and "key_vault" not in url
+    assert settings["AZURE_CLIENT_ID"] == "${local.identity_client_id}", "DefaultAzureCredential picks the identity"
+    # The administrator password is not needed at run time: no app setting refers to its secret.
+    for name, value in settings.items():
+        assert "warehouse_admin" not in str(value), f"app setting {name} refers to the administrator secret"
+
+
+def test_the_function_identity_is_mapped_to_a_warehouse_role(terraform: Terraform) -> None:
+    admin = terraform.resource("azurerm_postgresql_flexible_server_active_directory_administrator", "function")
+    assert "count" not in admin and "for_each" not in admin, "the mapping is not optional"
+    assert attr(admin, "server_name") == "${azurerm_postgresql_flexible_server.warehouse.name}"
+    assert attr(admin, "object_id") == "${azurerm_user_assigned_identity.function.principal_id}"
+    assert attr(admin, "principal_name") == "${azurerm_user_assigned_identity.function.name}"
+    assert attr(admin, "principal_type") == "ServicePrincipal"
+    assert attr(admin, "tenant_id") == "${data.azurerm_client_config.current.tenant_id}"
+    app = terraform.resource("azurerm_function_app_flex_consumption", "main")
+    assert "${azurerm_postgresql_flexible_server_active_directory_administrator.function}" in attr(app, "depends_on")
 
 
 @pytest.mark.parametrize("connection", ["LAKE_STORAGE", "AzureWebJobsStorage"])
@@ -222,7 +250,7 @@ def test_key_vault_uses_rbac_and_purge_protection(terraform: Terraform) -> None:
 
 def test_key_vault_secrets_never_hold_a_value_in_terraform(terraform: Terraform) -> None:
     secrets = terraform.of_type("azurerm_key_vault_secret")
-    assert "warehouse_db_url" in secrets
+    assert "warehouse_admin_url" in secrets
     for name, body in secrets.items():
         assert "value" not in body, f"azurerm_key_vault_secret.{name} must use value_wo (write-only)"
         assert attr(body, "value_wo_version") is not None
@@ -353,23 +381,119 @@ def test_action_group_emails_the_configured_address(terraform: Terraform) -> Non
     assert "validation" in terraform.variables["alert_email"]
 
 
+TEMPLATEFILE = re.compile(
+    r'^\$\{templatefile\("\$\{path\.module\}/(kql/alerts/[a-z_]+\.kql)",\s*local\.alert_query_values\)\}$'
+)
+
+
+def local_value(config: Terraform, value: Any) -> Any:
+    """A `${local.NAME}` or `${local.NAME.KEY}` reference replaced by the local's literal value."""
+    if isinstance(value, str) and (match := re.fullmatch(r"\$\{local\.([a-z_]+)(?:\.([a-z_]+))?\}", value)):
+        found = config.locals.get(match[1])
+        found = found.get(match[2]) if match[2] and isinstance(found, dict) else found
+        if isinstance(found, str | int | float) and "${" not in str(found):
+            return found
+    return value
+
+
+def render_alert_query(config: Terraform, expression: str) -> str:
+    """The KQL an alert rule's `templatefile(...)` renders, with the literal values of its locals (references
+    to variables and resources stay as `${...}`)."""
+    match = TEMPLATEFILE.match(expression)
+    assert match, f"an alert query must be templatefile(<kql/alerts/*.kql>, local.alert_query_values): {expression}"
+    values = {key: local_value(config, value) for key, value in config.locals["alert_query_values"].items()}
+    template = (INFRA / match[1]).read_text()
+    used = set(re.findall(r"\$\{([a-z_]+)\}", template))
+    assert used <= set(values), f"{match[1]} uses values alert_query_values lacks: {used - set(values)}"
+    return re.sub(r"\$\{([a-z_]+)\}", lambda m: str(values[m[1]]), template)
+
+
 def alert_queries(terraform: Terraform) -> dict[str, str]:
     rule = terraform.resource("azurerm_monitor_scheduled_query_rules_alert_v2", "pipeline")
     assert attr(rule, "for_each") == "${local.alert_rules}"
     assert "${azurerm_monitor_action_group.alerts.id}" in attr(blocks(rule, "action")[0], "action_groups")
-    return {name: resolve(terraform, body["query"]) for name, body in terraform.locals["alert_rules"].items()}
+    return {
+        name: render_alert_query(terraform, body["query"]) for name, body in terraform.locals["alert_rules"].items()
+    }
+
+
+def without_comments(kql: str) -> str:
+    return "\n".join(line.split("//", 1)[0] for line in kql.splitlines())
 
 
 def test_every_alert_rule_is_present(terraform: Terraform) -> None:
-    queries = alert_queries(terraform)
-    assert set(queries) == {"failed_executions", "poison_message", "quarantined_rows", "stale_warehouse"}
+    queries = {name: without_comments(kql) for name, kql in alert_queries(terraform).items()}
+    assert set(queries) == {"failed_executions", "poison_message", "quarantined_runs", "stale_warehouse"}
     assert "success == false" in queries["failed_executions"]
     assert "load-jobs-poison" in queries["poison_message"] and "PutMessage" in queries["poison_message"]
-    assert "TOTES_QUARANTINE" in queries["quarantined_rows"]
-    stale = queries["stale_warehouse"]
-    assert "TOTES_LOAD_OK" in stale and "TOTES_EXTRACT_CHANGES" in stale
-    assert "${var.freshness_threshold_minutes}m" in stale
+    assert '"totes.load.poison"' in queries["poison_message"]
+    assert 'name == "totes.runs.quarantined"' in queries["quarantined_runs"]
     assert terraform.variables["freshness_threshold_minutes"]["default"] == 30
+
+
+def test_no_alert_searches_sampled_trace_text(terraform: Terraform) -> None:
+    sampling = json.loads((ROOT / "host.json").read_text())["logging"]["applicationInsights"]["samplingSettings"]
+    unsampled = set(sampling["excludedTypes"].split(";"))
+    assert {"Request", "Exception"} <= unsampled
+    for name, kql in alert_queries(terraform).items():
+        tables = kql_parse(kql).tables
+        assert "traces" not in tables and "AppTraces" not in tables, f"alert {name} reads sampled trace text"
+        assert tables <= {"requests", "exceptions", "customMetrics", "AppMetrics", "StorageQueueLogs"}, (name, tables)
+
+
+def test_the_failed_execution_alert_leaves_out_the_expected_dimension_retry(terraform: Terraform) -> None:
+    kql = without_comments(alert_queries(terraform)["failed_executions"])
+    assert f'has "{DIMENSIONS_PENDING}"' in kql, "the retry is recognised by the load's own message"
+    assert "operation_Id !in (expected_retries)" in kql
+    assert terraform.locals["marker_dimensions_pending"] == DIMENSIONS_PENDING
+
+
+def test_the_freshness_alert_reads_the_lag_metric_against_the_threshold_variable(terraform: Terraform) -> None:
+    kql = without_comments(alert_queries(terraform)["stale_warehouse"])
+    assert "let threshold_s = ${var.freshness_threshold_minutes} * 60;" in kql
+    assert f'"{telemetry.FRESHNESS_LAG}"' in kql and f'"{telemetry.BACKLOG_AGE}"' in kql
+    assert "worst_s > threshold_s" in kql
+    threshold = terraform.variables["freshness_threshold_minutes"]
+    assert threshold["default"] == 30 and threshold["type"] == "${number}"
+
+
+def test_terraform_metric_names_are_the_code_s(terraform: Terraform) -> None:
+    assert sorted(terraform.locals["metric_names"].values()) == sorted(telemetry.METRIC_NAMES)
+
+
+WORKBOOK_PANELS = {
+    "runs_per_hour": [telemetry.STAGE_DURATION],
+    "rows_per_table": [telemetry.ROWS],
+    "stage_durations": [telemetry.STAGE_DURATION],
+    "freshness_lag": [telemetry.FRESHNESS_LAG],
+    "backlog": [telemetry.BACKLOG, telemetry.BACKLOG_AGE],
+    "failures_and_quarantines": [telemetry.QUARANTINED, telemetry.POISON],
+}
+
+
+def test_the_operations_workbook_shows_every_panel_from_its_kql_file(terraform: Terraform) -> None:
+    workbook = terraform.resource("azurerm_application_insights_workbook", "operations")
+    assert attr(workbook, "source_id") == "${lower(azurerm_application_insights.main.id)}"
+    assert attr(workbook, "category") == "workbook"
+    assert attr(workbook, "name").startswith("${uuidv5("), "a workbook's name is a stable UUID"
+    panels = [panel["name"] for panel in terraform.locals["workbook_panels"]]
+    assert panels == list(WORKBOOK_PANELS)
+    assert {path.stem for path in (INFRA / "kql" / "workbook").glob("*.kql")} == set(panels), "one file per panel"
+    data = attr(workbook, "data_json")
+    for needed in (
+        "Notebook/1.0",
+        "KqlItem/1.0",
+        "for panel in local.workbook_panels",
+        "microsoft.insights/components",
+    ):
+        assert needed in data, f"workbook data_json lacks {needed}"
+    assert 'file("${path.module}/kql/workbook/${panel.name}.kql")' in terraform.files["monitoring.tf"]
+    for panel, metrics in WORKBOOK_PANELS.items():
+        kql = without_comments((INFRA / "kql" / "workbook" / f"{panel}.kql").read_text())
+        for metric in metrics:
+            assert f'"{metric}"' in kql, f"workbook panel {panel} must chart {metric}"
+    failures = without_comments((INFRA / "kql" / "workbook" / "failures_and_quarantines.kql").read_text())
+    assert "success == false" in failures and DIMENSIONS_PENDING in failures
 
 
 def test_poison_queue_writes_reach_the_workspace(terraform: Terraform) -> None:
@@ -472,15 +596,39 @@ MUTATIONS = [
     ),
     (
         "function_app.tf",
-        '"TOTESYS_DB_URL"   = "@Microsoft.KeyVault(',
-        '"TOTESYS_DB_URL"   = "postgresql://x@h/d?x=(',
-        test_both_database_settings_are_key_vault_references,
+        '"TOTESYS_DB_URL" = "@Microsoft.KeyVault(',
+        '"TOTESYS_DB_URL" = "postgresql://x@h/d?x=(',
+        test_the_source_url_is_a_key_vault_reference,
+    ),
+    (
+        "function_app.tf",
+        '"WAREHOUSE_AUTH"   = "entra"',
+        '"WAREHOUSE_AUTH"   = "password"',
+        test_the_warehouse_is_reached_with_an_entra_token_not_a_password,
+    ),
+    (
+        "warehouse.tf",
+        "object_id           = azurerm_user_assigned_identity.function.principal_id",
+        "object_id           = var.warehouse_entra_admin.object_id",
+        test_the_function_identity_is_mapped_to_a_warehouse_role,
     ),
     (
         "monitoring.tf",
-        'contains "${local.marker_quarantine}"',
-        'contains "QUARANTINE"',
-        test_every_alert_rule_is_present,
+        'quarantined    = "totes.runs.quarantined"',
+        'quarantined    = "totes.quarantine"',
+        test_terraform_metric_names_are_the_code_s,
+    ),
+    (
+        "monitoring.tf",
+        "kql/alerts/failed_executions.kql",
+        "kql/alerts/quarantined_runs.kql",
+        test_the_failed_execution_alert_leaves_out_the_expected_dimension_retry,
+    ),
+    (
+        "monitoring.tf",
+        "threshold_minutes  = var.freshness_threshold_minutes",
+        "threshold_minutes  = 30",
+        test_the_freshness_alert_reads_the_lag_metric_against_the_threshold_variable,
     ),
     (
         "function_app.tf",
