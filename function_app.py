@@ -5,12 +5,15 @@ import logging
 import azure.functions as func
 
 import shared.extract
+from shared import redact
 from shared.errors import TerminalError
 from shared.lake import Lake
 from shared.load import load_message, send_to_poison
 from shared.settings import load_settings, transform_trigger_source
 from shared.transform.stage import transform_blob
 
+# Every log line of this app is scrubbed of passwords and storage keys (the worker's handler included).
+redact.install()
 app = func.FunctionApp()
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psycopg
+from azure.core.exceptions import AzureError
 
+from shared import redact
 from shared.errors import EtlError
 from shared.localstack import LocalStack
 from shared.settings import Settings, load_settings
@@ -28,8 +30,8 @@ LOCAL_DIR = Path(".local")
 
 
 def say(message: str) -> None:
-    """A human message on stderr."""
-    print(message, file=sys.stderr, flush=True)
+    """A human message on stderr, scrubbed of secrets."""
+    print(redact.scrub(message), file=sys.stderr, flush=True)
 
 
 def stack_settings(local_dir: Path = LOCAL_DIR) -> Settings:
@@ -255,6 +257,13 @@ def print_counts(title: str, counts: dict[str, int]) -> None:
         print(f"  {table:<{width}}  {count:>10,}")
 
 
+def _service(exc: BaseException) -> str:
+    """Which service a driver error came from, with the settings that name it."""
+    if isinstance(exc, AzureError):
+        return "the lake storage (setting LAKE_STORAGE)"
+    return "a database (setting TOTESYS_DB_URL or WAREHOUSE_DB_URL)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every `totes` command."""
     parser = argparse.ArgumentParser(prog="totes", description=__doc__)
@@ -307,11 +316,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("azure").setLevel(logging.WARNING)
+    redact.install()
     try:
         return int(args.func(args))
     except EtlError as exc:
-        say(f"totes {args.command}: error: {exc}")
+        say(f"totes {args.command}: error: {' '.join(str(exc).split())}")
         return 2
+    except (psycopg.Error, AzureError) as exc:  # a driver error no stage turned into a pipeline error
+        log.debug("totes %s failed", args.command, exc_info=True)
+        say(f"totes {args.command}: error: {_service(exc)} failed: {redact.describe(exc)}")
+        return 2
+    except Exception as exc:  # a bug: one scrubbed line; the (scrubbed) traceback with -v
+        log.debug("totes %s failed", args.command, exc_info=True)
+        say(f"totes {args.command}: unexpected error: {redact.describe(exc)} (-v shows the traceback)")
+        return 1
     except KeyboardInterrupt:
         say("interrupted")
         return 130

@@ -34,6 +34,7 @@ from shared.extract.parquet import DEFAULT_BATCH_ROWS, TableFile, write_table_pa
 from shared.extract.source import SETTING, database_now, describe_source, source_snapshot
 from shared.extract.state import STATE_BLOB, ExtractState, iso
 from shared.lake import ConcurrentUpdateError, Lake
+from shared.redact import describe
 from shared.schema import SOURCE_TABLES, primary_key
 from shared.settings import Settings
 
@@ -137,13 +138,13 @@ def extract(
         except psycopg.OperationalError as exc:
             raise TransientError(
                 f"extract run {run_id}: lost the source database at {where} (setting {SETTING}) while "
-                f"reading {extracted.reading} ({type(exc).__name__}: {str(exc).strip()}); no manifest was "
+                f"reading {extracted.reading} ({describe(exc)}); no manifest was "
                 "written and the watermark is unchanged; the next scheduled run tries again"
             ) from None
         except psycopg.Error as exc:
             raise TerminalError(
                 f"extract run {run_id}: the source database at {where} refused to read {extracted.reading} "
-                f"({exc.sqlstate}: {str(exc).strip()}); check the grants of the extract's role (SELECT on "
+                f"({exc.sqlstate}: {describe(exc)}); check the grants of the extract's role (SELECT on "
                 "the source tables); no manifest was written and the watermark is unchanged"
             ) from None
 

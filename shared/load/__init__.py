@@ -23,6 +23,7 @@ import psycopg
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import TextBase64EncodePolicy
 
+from shared.connection import connect
 from shared.errors import TerminalError, TransientError
 from shared.lake import Lake
 from shared.load.manifest import check_run_id, read_curated, read_manifest
@@ -46,7 +47,6 @@ Step = Literal["schema", "staging", "dim_date", "dims", "facts", "ledger"]
 # The steps of a load in order; `fail_after` names one of them.
 STEPS: tuple[Step, ...] = ("schema", "staging", "dim_date", "dims", "facts", "ledger")
 OK_MARKER = "TOTES_LOAD_OK"
-CONNECT_TIMEOUT_S = 15
 
 
 class InjectedCrash(RuntimeError):
@@ -296,12 +296,13 @@ def _lag(source_time: datetime, now: datetime) -> float:
 def _connect(settings: Settings, what: str) -> Iterator[psycopg.Connection]:
     url = settings.require("warehouse").warehouse_db_url
     assert url is not None
-    try:
-        conn = psycopg.connect(url.reveal(), autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
-    except psycopg.OperationalError as exc:
-        raise TransientError(
-            f"{what}: warehouse unreachable ({exc}); nothing was loaded, the queue retries later"
-        ) from exc
+    conn = connect(
+        url,
+        "WAREHOUSE_DB_URL",
+        timeout_s=settings.db_connect_timeout,
+        autocommit=True,
+        consequence=(f"{what}: nothing was loaded, the queue retries later"),
+    )
     with conn:
         yield conn
 
