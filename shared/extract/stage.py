@@ -30,7 +30,7 @@ import psycopg
 
 from shared.errors import TerminalError, TransientError
 from shared.extract.catalog import SourceTable, read_catalog
-from shared.extract.parquet import DEFAULT_BATCH_ROWS, TableFile, write_table_parquet
+from shared.extract.parquet import DEFAULT_BATCH_ROWS, WATERMARK_COLUMN, TableFile, write_table_parquet
 from shared.extract.source import SETTING, database_now, describe_source, source_snapshot
 from shared.extract.state import STATE_BLOB, ExtractState, iso
 from shared.lake import ConcurrentUpdateError, Lake
@@ -45,6 +45,7 @@ MANIFEST_VERSION = 1
 CHANGES_MARKER = "TOTES_EXTRACT_CHANGES"
 PARQUET = "application/vnd.apache.parquet"
 JSON = "application/json"
+FUTURE_ROWS_SHOWN = 10
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ class _Extracted:
 
     files: dict[str, RawTableFile] = field(default_factory=dict)
     tails: dict[str, pl.DataFrame | None] = field(default_factory=dict)
+    # per table, the newest last_updated written that is not past the source clock (the new watermark)
+    newest: dict[str, datetime] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     current: str | None = None
 
@@ -130,11 +133,13 @@ def extract(
     run_id = "(not started)"
     with source_snapshot(settings) as conn:
         try:
-            extracted_at = _utc(now) if now is not None else database_now(conn)
+            clock = database_now(conn)
+            extracted_at = _utc(now) if now is not None else clock
             run_id = new_run_id(extracted_at)
+            state = _bounded(state, clock, run_id)
             tables = read_catalog(conn)
             extra = _report_extra_columns(tables, state)
-            _extract_tables(conn, lake, tables, state, settings, run_id, extracted_at, batch_rows, extracted)
+            _extract_tables(conn, lake, tables, state, settings, run_id, (extracted_at, clock), batch_rows, extracted)
         except psycopg.OperationalError as exc:
             raise TransientError(
                 f"extract run {run_id}: lost the source database at {where} (setting {SETTING}) while "
@@ -183,8 +188,7 @@ def extract(
     manifest = build_manifest(run_id, extracted_at, int(lookback.total_seconds()), tables, files)
     lake.put_once(lake.raw, manifest_name, json.dumps(manifest, indent=2).encode(), JSON)
 
-    maxima = {t: f.file.max_last_updated for t, f in files.items()}
-    advanced = state.advanced(run_id, extracted_at, maxima, extra_state, extracted.tails)
+    advanced = state.advanced(run_id, extracted_at, extracted.newest, extra_state, extracted.tails)
     watermark_advanced = write_state(lake, advanced, state_blob.etag)
     if not watermark_advanced:
         log.warning(
@@ -271,12 +275,14 @@ def _extract_tables(
     state: ExtractState,
     settings: Settings,
     run_id: str,
-    extracted_at: datetime,
+    times: tuple[datetime, datetime],
     batch_rows: int,
     extracted: _Extracted,
 ) -> None:
-    """Per table inside the snapshot: its new rows to a local Parquet file, uploaded write-once."""
+    """Per table inside the snapshot: its new rows to a local Parquet file, uploaded write-once; `times`
+    is (the run's time, the source clock of the snapshot)."""
     lookback = settings.extract_lookback
+    extracted_at, clock = times
     with tempfile.TemporaryDirectory(prefix="totes-extract-") as tmp:
         for table in SOURCE_TABLES:
             extracted.current = table
@@ -291,8 +297,13 @@ def _extract_tables(
                 lookback=lookback,
                 archived=state.archived(table, primary_key(table)),
                 batch_rows=batch_rows,
+                ceiling=clock,
             )
             extracted.tails[table] = read.tail
+            if read.newest is not None:
+                extracted.newest[table] = read.newest
+            if read.future is not None:
+                _report_future_rows(run_id, table, read.future, clock)
             if read.file is not None:
                 name = data_blob_name(table, run_id, extracted_at)
                 with local.open("rb") as stream:
@@ -301,6 +312,41 @@ def _extract_tables(
                 extracted.files[table] = RawTableFile(name, read.file, after)
             extracted.seconds[table] = time.perf_counter() - table_started
     extracted.current = None
+
+
+def _bounded(state: ExtractState, clock: datetime, run_id: str) -> ExtractState:
+    """`state` with no watermark past the source clock; a warning for each one moved back."""
+    bounded, ahead = state.clamped(clock)
+    for table, watermark in ahead.items():
+        log.warning(
+            "extract run %s: the watermark of table %s (%s) was ahead of the source clock (%s); it is "
+            "moved back to the clock, so changes after it are read again",
+            run_id,
+            table,
+            iso(watermark),
+            iso(clock),
+            extra={"custom_dimensions": {"run_id": run_id, "table": table, "watermark": iso(watermark)}},
+        )
+    return bounded
+
+
+def _report_future_rows(run_id: str, table: str, future: pl.DataFrame, clock: datetime) -> None:
+    """One warning per table naming the rows stamped after the source clock (ids and times, first ten)."""
+    key = future.columns[0]
+    shown = future.sort(WATERMARK_COLUMN).head(FUTURE_ROWS_SHOWN).iter_rows()
+    listed = ", ".join(f"{key} {k} at {iso(v)}" for k, v in shown)
+    more = f" and {future.height - FUTURE_ROWS_SHOWN} more" if future.height > FUTURE_ROWS_SHOWN else ""
+    log.warning(
+        "extract run %s: source table %s has %d row(s) stamped after the source clock %s: %s%s; they are "
+        "archived by every run until then and do not move the watermark (check the writer's clock)",
+        run_id,
+        table,
+        future.height,
+        iso(clock),
+        listed,
+        more,
+        extra={"custom_dimensions": {"run_id": run_id, "table": table, "future_rows": future.height}},
+    )
 
 
 def _report_extra_columns(tables: dict[str, SourceTable], state: ExtractState) -> dict[str, tuple[str, ...]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -85,6 +85,14 @@ class ExtractState:
             return None
         return pl.DataFrame(rows, schema={key: pl.Int32(), ROW_HASH: pl.UInt64()}, orient="row")
 
+    def clamped(self, clock: datetime) -> tuple[ExtractState, dict[str, datetime]]:
+        """This state with no watermark past the source's `clock` (UTC), and the watermarks moved back
+        (a state written before watermarks were bounded by the clock, or a source clock set back)."""
+        ahead = {t: v for t, v in self.tables.items() if v > _like(clock, v)}
+        if not ahead:
+            return self, {}
+        return replace(self, tables={**self.tables, **{t: _like(clock, v) for t, v in ahead.items()}}), ahead
+
     def checked(
         self, at: datetime, extra_columns: dict[str, list[str]], tails: dict[str, pl.DataFrame | None]
     ) -> ExtractState:
@@ -108,6 +116,12 @@ class ExtractState:
 
 def _tails(frames: dict[str, pl.DataFrame | None]) -> dict[str, list[list[int]] | None]:
     return {t: None if f is None else [list(r) for r in f.sort(f.columns).iter_rows()] for t, f in frames.items()}
+
+
+def _like(clock: datetime, value: datetime) -> datetime:
+    """The UTC `clock` comparable with `value` (naive when `value` is)."""
+    utc = clock.astimezone(UTC)
+    return utc.replace(tzinfo=None) if value.tzinfo is None else utc
 
 
 def _parse_optional(value: str | None) -> datetime | None:
