@@ -173,13 +173,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     """Run the extract stage once."""
-    from shared.extract import extract
+    from shared.extract import LEASE_BLOB, extract
     from shared.lake import Lake
 
     settings = stack_settings(args.local_dir).require("source", "lake")
     lake = Lake.from_settings(settings)
     lake.ensure()
     result = extract(settings, lake)
+    if result.yielded:
+        say(f"another extract is running (it holds {lake.raw}/{LEASE_BLOB}): this one yielded, nothing extracted")
+        return 0
     if result.run_id is None:
         say("no changes in the source since the last run")
         return 0
@@ -238,6 +241,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def print_cycle(summary: CycleSummary) -> None:
     """Print a cycle's final summary: rows per warehouse table, duration per stage, lag."""
+    if summary.extract.yielded:
+        print("another extract was running: this cycle yielded, nothing to load")
+        return
     if summary.run_id is None:
         print("no changes in the source: nothing to load")
         return

@@ -2,7 +2,10 @@
 
 One run, in this order, so that a crash anywhere leaves the lake consistent:
 
-1. read the watermark state (and its ETag), then open ONE REPEATABLE READ, READ ONLY transaction;
+0. take the lease on raw/_state/extract.lease (60 s, renewed while the run lasts): an invocation that
+   finds it held yields at once, reading and writing nothing, so two extracts never race;
+1. read the watermark state (and its ETag), then open ONE REPEATABLE READ, READ ONLY transaction and
+   read the source's clock in it (transaction_timestamp());
 2. per table, COPY the rows with last_updated > watermark - EXTRACT_LOOKBACK (every row the first time)
    into raw/<table>/<YYYY>/<MM>/<DD>/<run_id>.parquet, write-once;
 3. raw/_runs/<run_id>.json, write-once and LAST of the run's blobs: the commit marker that triggers
@@ -10,6 +13,8 @@ One run, in this order, so that a crash anywhere leaves the lake consistent:
 4. the state, advanced only if unchanged since step 1 (ETag). A crash before it, or a lost race, leaves
    the old watermark: the next run re-reads the overlap under a new run_id, and downstream dedupes.
 
+A watermark never passes the source clock of its run: a row stamped in the future (clock skew, a bad
+import) is archived by every run until its time comes, with a warning, and never hides later changes.
 A run that finds no changed row writes no data and no manifest, only last_checked_at in the state.
 """
 
@@ -33,7 +38,7 @@ from shared.extract.catalog import SourceTable, read_catalog
 from shared.extract.parquet import DEFAULT_BATCH_ROWS, WATERMARK_COLUMN, TableFile, write_table_parquet
 from shared.extract.source import SETTING, database_now, describe_source, source_snapshot
 from shared.extract.state import STATE_BLOB, ExtractState, iso
-from shared.lake import ConcurrentUpdateError, Lake
+from shared.lake import ConcurrentUpdateError, Lake, Lease
 from shared.redact import describe
 from shared.schema import SOURCE_TABLES, primary_key
 from shared.settings import Settings
@@ -41,6 +46,8 @@ from shared.settings import Settings
 log = logging.getLogger("shared.extract")
 
 RUNS_PREFIX = "_runs/"
+# Held by the running extract: a second invocation at the same moment yields instead of racing it.
+LEASE_BLOB = "_state/extract.lease"
 MANIFEST_VERSION = 1
 CHANGES_MARKER = "TOTES_EXTRACT_CHANGES"
 PARQUET = "application/vnd.apache.parquet"
@@ -93,6 +100,8 @@ class ExtractResult:
     watermark_advanced: bool = False
     # source columns the pipeline does not know, archived in the files, per table
     extra_columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # True when another extract was running: this invocation read and wrote nothing
+    yielded: bool = False
 
 
 def new_run_id(extracted_at: datetime) -> str:
@@ -123,9 +132,39 @@ def extract(
         raise TerminalError(f"batch_rows must be a positive number of rows, got {batch_rows}")
     started = time.perf_counter()
     settings.require("source", "lake")
+    with lake.lease(lake.raw, LEASE_BLOB) as lease:
+        if lease is None:
+            return _yielded(lake, started)
+        return _extract_holding(settings, lake, lease, now, batch_rows, started)
+
+
+def _yielded(lake: Lake, started: float) -> ExtractResult:
+    """The result of an invocation that found another extract running: nothing read, nothing written."""
+    log.info(
+        "extract: yielded: another extract is running (it holds the lease on %s/%s); this invocation "
+        "read and wrote nothing, the running one extracts the changes",
+        lake.raw,
+        LEASE_BLOB,
+        extra={"custom_dimensions": {"yielded": True}},
+    )
+    return ExtractResult(
+        run_id=None,
+        rows=dict.fromkeys(SOURCE_TABLES, 0),
+        bytes=0,
+        duration_s=time.perf_counter() - started,
+        manifest=None,
+        extracted_at=datetime.now(UTC),
+        yielded=True,
+    )
+
+
+def _extract_holding(
+    settings: Settings, lake: Lake, lease: Lease, now: datetime | None, batch_rows: int, started: float
+) -> ExtractResult:
+    """The extract run proper, while this invocation holds the extract lease."""
     assert settings.totesys_db_url is not None
-    where = describe_source(settings.totesys_db_url.reveal())
     lookback = settings.extract_lookback
+    where = describe_source(settings.totesys_db_url.reveal())
     state_blob = lake.read_versioned(lake.raw, STATE_BLOB)
     state = ExtractState.parse(state_blob.data, f"{lake.raw}/{STATE_BLOB}")
 
@@ -156,6 +195,7 @@ def extract(
     files, seconds = extracted.files, extracted.seconds
     rows = {t: (files[t].file.rows if t in files else 0) for t in SOURCE_TABLES}
     extra_state = {t: list(cols) for t, cols in extra.items() if cols}
+    lease.check()  # still the only extract: commit
     if not files:
         if not write_state(lake, state.checked(extracted_at, extra_state, extracted.tails), state_blob.etag):
             log.info("extract: another run updated %s/%s meanwhile; its check time stands", lake.raw, STATE_BLOB)
@@ -187,6 +227,7 @@ def extract(
     manifest_name = manifest_blob_name(run_id)
     manifest = build_manifest(run_id, extracted_at, int(lookback.total_seconds()), tables, files)
     lake.put_once(lake.raw, manifest_name, json.dumps(manifest, indent=2).encode(), JSON)
+    lease.check()
 
     advanced = state.advanced(run_id, extracted_at, extracted.newest, extra_state, extracted.tails)
     watermark_advanced = write_state(lake, advanced, state_blob.etag)

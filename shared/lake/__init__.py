@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -15,13 +16,14 @@ from typing import IO, Any
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
+    HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.storage.blob import BlobServiceClient, ContentSettings, LinearRetry
+from azure.storage.blob import BlobLeaseClient, BlobServiceClient, ContentSettings, LinearRetry
 from azure.storage.queue import LinearRetry as QueueLinearRetry
 from azure.storage.queue import QueueServiceClient, TextBase64EncodePolicy
 
@@ -34,6 +36,8 @@ SETTING = "LAKE_STORAGE"
 # storage that is down; three tries, one second apart, and STORAGE_TIMEOUT to connect fail within seconds.
 RETRY_TOTAL = 2
 RETRY_BACKOFF_S = 1
+# A blob lease's longest finite duration: a holder killed without releasing it blocks others this long.
+LEASE_SECONDS = 60
 
 log = logging.getLogger(__name__)
 # Azure SDK request logs are noisy at INFO and echo URLs; keep them to warnings.
@@ -189,6 +193,29 @@ class Lake:
             ) from exc
         return str(result["etag"])
 
+    @contextlib.contextmanager
+    def lease(self, container: str, name: str, seconds: int = LEASE_SECONDS) -> Iterator[Lease | None]:
+        """Hold a blob lease on `name` (an empty blob, created if missing) while the block runs, renewed in
+        the background; None when another holder has it. A finite lease: a holder that dies without
+        releasing it loses it `seconds` later."""
+        client = self.blobs.get_blob_client(container, name)
+        with contextlib.suppress(ResourceExistsError), self._guard(container, name):
+            client.upload_blob(b"", overwrite=False)
+        lease_client = BlobLeaseClient(client)
+        try:
+            with self._guard(container, name):
+                lease_client.acquire(lease_duration=seconds)
+        except HttpResponseError as exc:
+            if exc.status_code == 409:  # LeaseAlreadyPresent
+                yield None
+                return
+            raise
+        held = Lease(lease_client, f"{container}/{name}", seconds, self._guard(container, name))
+        try:
+            yield held
+        finally:
+            held.release()
+
     def read_json(self, container: str, name: str) -> Any:
         """Parse a JSON blob."""
         return json.loads(self.get(container, name))
@@ -201,6 +228,51 @@ class Lake:
 
     def _guard(self, container: str, name: str) -> _StorageFaults:
         return _StorageFaults(self, f"{container}/{name}".rstrip("/"))
+
+
+class LeaseLostError(TransientError):
+    """A lease ran out and could not be renewed (another holder may have it now): stop before committing."""
+
+
+class Lease:
+    """A held blob lease, renewed every third of its duration by a daemon thread until released."""
+
+    def __init__(self, client: BlobLeaseClient, where: str, seconds: int, guard: _StorageFaults) -> None:
+        self.client, self.where, self.seconds, self.guard = client, where, seconds, guard
+        self.lost: BaseException | None = None
+        self._stop = threading.Event()
+        self._renewer = threading.Thread(target=self._renew_until_stopped, name="totes-lease", daemon=True)
+        self._renewer.start()
+
+    def check(self) -> None:
+        """Renew now; raise LeaseLostError if the lease is no longer this holder's."""
+        if self.lost is None:
+            try:
+                with self.guard:
+                    self.client.renew()
+            except (AzureError, TransientError) as exc:
+                self.lost = exc
+        if self.lost is not None:
+            raise LeaseLostError(
+                f"lost the lease on {self.where} ({describe(self.lost)}): another invocation may hold it now; "
+                "this one stops before committing anything more"
+            )
+
+    def release(self) -> None:
+        """Stop renewing and give the lease back (an expired or lost lease is left to expire)."""
+        self._stop.set()
+        self._renewer.join()
+        with contextlib.suppress(AzureError):
+            self.client.release()
+
+    def _renew_until_stopped(self) -> None:
+        while not self._stop.wait(self.seconds / 3):
+            try:
+                self.client.renew()
+            except AzureError as exc:
+                log.warning("could not renew the lease on %s: %s", self.where, describe(exc))
+                self.lost = exc
+                return
 
 
 class _StorageFaults:
