@@ -10,7 +10,7 @@ from typing import Any
 import polars as pl
 import psycopg
 
-from shared.extract import RUNS_PREFIX, STATE_BLOB
+from shared.extract import LEASE_BLOB, RUNS_PREFIX, STATE_BLOB
 from shared.lake import Lake
 
 
@@ -27,8 +27,8 @@ def manifests(lake: Lake) -> list[str]:
 
 
 def raw_blobs(lake: Lake) -> list[str]:
-    """Every blob name in the raw container."""
-    return list(lake.list(lake.raw, ""))
+    """Every blob name in the raw container but the extract's (empty) lease blob."""
+    return [name for name in lake.list(lake.raw, "") if name != LEASE_BLOB]
 
 
 def state(lake: Lake) -> dict[str, Any] | None:

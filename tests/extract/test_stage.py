@@ -260,7 +260,7 @@ def test_a_crash_before_the_watermark_is_repaired_by_the_next_run(
     assert extract(extract_settings, lake).run_id is None
 
 
-def test_two_overlapping_runs_cannot_both_advance_the_watermark(
+def test_past_the_lease_two_overlapping_runs_cannot_both_advance_the_watermark(
     extract_settings: Settings, lake: Lake, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     original = shared.extract.stage._extract_tables
@@ -270,7 +270,10 @@ def test_two_overlapping_runs_cannot_both_advance_the_watermark(
         original(*args, **kwargs)  # type: ignore[arg-type]
         if not inner:  # another invocation runs to completion while this one is still reading
             inner.append(None)
-            inner[0] = extract(extract_settings, lake).run_id
+            # as if this run's lease had run out and another invocation had taken one: the ETag still holds
+            with monkeypatch.context() as patch:
+                patch.setattr(shared.extract.stage, "LEASE_BLOB", "_state/another.lease")
+                inner[0] = extract(extract_settings, lake).run_id
 
     monkeypatch.setattr(shared.extract.stage, "_extract_tables", racing)
     caplog.set_level(logging.WARNING, logger="shared.extract")
