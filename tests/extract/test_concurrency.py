@@ -32,6 +32,37 @@ def archived_orders(lake: Lake, names: list[str]) -> Counter[int]:
     return counts
 
 
+def _race(settings: Settings, lake: Lake) -> list[ExtractResult | BaseException]:
+    """Two extracts in two threads, started together; each one that gets to read waits until the other
+    has returned, so the two certainly run at the same moment."""
+    start, done = threading.Barrier(2), [threading.Event(), threading.Event()]
+    results: list[ExtractResult | BaseException] = [RuntimeError("not run"), RuntimeError("not run")]
+    reading = shared.extract.stage._extract_tables
+
+    def held(*args: object, **kwargs: object) -> None:
+        me = 0 if threading.current_thread().name == "extract-0" else 1
+        assert done[1 - me].wait(WAIT_S), "the other extract neither yielded nor finished"
+        reading(*args, **kwargs)  # type: ignore[arg-type]
+
+    def one(me: int) -> None:
+        start.wait(WAIT_S)
+        try:
+            results[me] = extract(settings, lake)
+        except BaseException as exc:
+            results[me] = exc
+        finally:
+            done[me].set()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(shared.extract.stage, "_extract_tables", held)
+        threads = [threading.Thread(target=one, args=(i,), name=f"extract-{i}") for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT_S)
+    return results
+
+
 def test_two_extracts_at_the_same_moment_archive_each_change_once(
     extract_settings: Settings, lake: Lake, source_db: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -45,33 +76,7 @@ def test_two_extracts_at_the_same_moment_archive_each_change_once(
             f"WHERE sales_order_id IN ({', '.join(map(str, ids))})",
         )
         before = set(manifests(lake))
-        # Both start together; each one that gets to read waits until the other has returned, so the
-        # two are certainly running at the same moment.
-        start, done = threading.Barrier(2), [threading.Event(), threading.Event()]
-        results: list[ExtractResult | BaseException] = [RuntimeError("not run"), RuntimeError("not run")]
-        reading = shared.extract.stage._extract_tables
-
-        def held(*args: object, **kwargs: object) -> None:
-            me = 0 if threading.current_thread().name == "extract-0" else 1
-            assert done[1 - me].wait(WAIT_S), "the other extract neither yielded nor finished"
-            reading(*args, **kwargs)  # type: ignore[arg-type]
-
-        def one(me: int) -> None:
-            start.wait(WAIT_S)
-            try:
-                results[me] = extract(extract_settings, lake)
-            except BaseException as exc:
-                results[me] = exc
-            finally:
-                done[me].set()
-
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(shared.extract.stage, "_extract_tables", held)
-            threads = [threading.Thread(target=one, args=(i,), name=f"extract-{i}") for i in range(2)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(WAIT_S)
+        results = _race(extract_settings, lake)
         outcomes = [r for r in results if isinstance(r, ExtractResult)]
         assert len(outcomes) == 2, results
         assert sorted(r.yielded for r in outcomes) == [False, True]
