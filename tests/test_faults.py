@@ -3,16 +3,19 @@ line naming the endpoint and the setting, quickly, with no secret in any output 
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from shared.lake import Lake
 from shared.localstack import AZURITE_KEY, StackUrls, azurite_connection_string, free_port
+from shared.settings import load_settings
 from tests.extract.runs import manifests, raw_blobs
-from tests.test_cli import _clean_env, _totes
+from tests.test_cli import ROOT, _clean_env, _totes
 
 PASSWORD = "Wh-7sQ2pLx"
 WRONG_KEY = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXk="
@@ -111,3 +114,35 @@ def test_a_wrong_storage_key_is_one_line_without_the_key(
     line = _failure(result, command[0])
     assert key not in result.stderr
     assert "setting LAKE_STORAGE" in line and "refused the credentials" in line
+
+
+def test_a_whole_cycle_leaves_no_secret_in_the_lake_or_the_debug_log(
+    good_env: dict[str, str], lake: Lake, caplog: pytest.LogCaptureFixture
+) -> None:
+    from shared.pipeline import run_cycle
+
+    caplog.set_level(logging.DEBUG)
+    settings = load_settings(good_env, needs=("source", "warehouse", "lake"))
+    summary = run_cycle(settings, lake)
+    assert summary.load is not None and summary.load.rows
+    secrets = (PASSWORD.encode(), AZURITE_KEY.encode())
+    for container in (lake.raw, lake.curated):
+        for name in lake.list(container, ""):
+            data = lake.get(container, name)
+            assert not any(secret in data for secret in secrets), f"{container}/{name}"
+    text = caplog.text + "".join(repr(r.__dict__) for r in caplog.records)
+    assert PASSWORD not in text and AZURITE_KEY not in text
+    assert repr(settings).count(PASSWORD) == 0 and AZURITE_KEY not in repr(lake)
+
+
+def test_the_function_app_scrubs_its_log_records(tmp_path: Path) -> None:
+    script = (
+        "import logging, function_app\n"
+        "logging.basicConfig(level=logging.DEBUG)\n"
+        f"logging.getLogger('x').error('bad url postgresql://u:{PASSWORD}@[::1/db')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=BOUND_S, env=_clean_env()
+    )
+    assert result.returncode == 0, result.stderr
+    assert "bad url postgresql://u:********@[::1/db" in result.stderr and PASSWORD not in result.stderr
