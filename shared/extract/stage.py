@@ -8,10 +8,12 @@ One run, in this order, so that a crash anywhere leaves the lake consistent:
    read the source's clock in it (transaction_timestamp());
 2. per table, COPY the rows with last_updated > watermark - EXTRACT_LOOKBACK (every row the first time)
    into raw/<table>/<YYYY>/<MM>/<DD>/<run_id>.parquet, write-once;
-3. raw/_runs/<run_id>.json, write-once and LAST of the run's blobs: the commit marker that triggers
+3. the state, recording this run as pending with the state it advances to, only if unchanged since
+   step 1 (ETag; else another extract got there first and this run commits nothing);
+4. raw/_runs/<run_id>.json, write-once and LAST of the run's blobs: the commit marker that triggers
    transform. Data files no manifest names (a crash before it) are orphans nothing reads;
-4. the state, advanced only if unchanged since step 1 (ETag). A crash before it, or a lost race, leaves
-   the old watermark: the next run re-reads the overlap under a new run_id, and downstream dedupes.
+5. the advanced state. A crash before it leaves the run pending: the next run adopts its watermark if its
+   manifest exists and drops it otherwise, so a crash anywhere archives each change exactly once.
 
 A watermark never passes the source clock of its run: a row stamped in the future (clock skew, a bad
 import) is archived by every run until its time comes, with a warning, and never hides later changes.
@@ -138,6 +140,41 @@ def extract(
         return _extract_holding(settings, lake, lease, now, batch_rows, started)
 
 
+def _settled(lake: Lake, state: ExtractState) -> ExtractState:
+    """`state` with the run a crashed extract left pending adopted (its manifest exists) or dropped."""
+    if state.pending_run_id is None:
+        return state
+    committed = lake.exists(lake.raw, manifest_blob_name(state.pending_run_id))
+    log.info(
+        "extract: run %s stopped before recording its watermark; its manifest %s, so its watermark is %s",
+        state.pending_run_id,
+        "exists" if committed else "was never written",
+        "adopted" if committed else "dropped (its data files are orphans nothing reads; this run re-reads them)",
+    )
+    return state.resolved(committed)
+
+
+def _abandoned(lake: Lake, run_id: str, extracted_at: datetime, started: float) -> ExtractResult:
+    """The result of a run that found the state changed by another extract before its manifest (possible
+    only past the lease): it commits nothing; its changes are in the other run or the next one."""
+    log.warning(
+        "extract run %s: yielded: another extract changed %s/%s meanwhile; this run wrote no manifest (its data "
+        "files are orphans nothing reads) and its changes are in the other run or the next one",
+        run_id,
+        lake.raw,
+        STATE_BLOB,
+    )
+    return ExtractResult(
+        run_id=None,
+        rows=dict.fromkeys(SOURCE_TABLES, 0),
+        bytes=0,
+        duration_s=time.perf_counter() - started,
+        manifest=None,
+        extracted_at=extracted_at,
+        yielded=True,
+    )
+
+
 def _yielded(lake: Lake, started: float) -> ExtractResult:
     """The result of an invocation that found another extract running: nothing read, nothing written."""
     log.info(
@@ -166,7 +203,7 @@ def _extract_holding(
     lookback = settings.extract_lookback
     where = describe_source(settings.totesys_db_url.reveal())
     state_blob = lake.read_versioned(lake.raw, STATE_BLOB)
-    state = ExtractState.parse(state_blob.data, f"{lake.raw}/{STATE_BLOB}")
+    state = _settled(lake, ExtractState.parse(state_blob.data, f"{lake.raw}/{STATE_BLOB}"))
 
     extracted = _Extracted()
     run_id = "(not started)"
@@ -226,15 +263,22 @@ def _extract_holding(
 
     manifest_name = manifest_blob_name(run_id)
     manifest = build_manifest(run_id, extracted_at, int(lookback.total_seconds()), tables, files)
-    lake.put_once(lake.raw, manifest_name, json.dumps(manifest, indent=2).encode(), JSON)
-    lease.check()
-
     advanced = state.advanced(run_id, extracted_at, extracted.newest, extra_state, extracted.tails)
-    watermark_advanced = write_state(lake, advanced, state_blob.etag)
+    # The run is recorded as pending before its manifest: a crash after the manifest still advances the
+    # watermark (the next run adopts it), a crash before it drops it. Each change is archived once.
+    try:
+        etag = lake.write_versioned(
+            lake.raw, STATE_BLOB, state.with_pending(run_id, advanced).to_json(), state_blob.etag
+        )
+    except ConcurrentUpdateError:
+        return _abandoned(lake, run_id, extracted_at, started)
+    lease.check()
+    lake.put_once(lake.raw, manifest_name, json.dumps(manifest, indent=2).encode(), JSON)
+    watermark_advanced = write_state(lake, advanced, etag)
     if not watermark_advanced:
         log.warning(
-            "extract run %s: another run changed %s/%s meanwhile; this run's files and manifest stand "
-            "(downstream dedupes the overlap) but its watermarks were not advanced: the next run re-reads them",
+            "extract run %s: another run changed %s/%s meanwhile; this run's files and manifest stand and the "
+            "other run adopted or re-reads its changes (downstream dedupes any overlap)",
             run_id,
             lake.raw,
             STATE_BLOB,
