@@ -42,12 +42,15 @@ def connect(
     setting: str,
     *,
     timeout_s: int,
+    what: str,
+    role: str,
     consequence: str,
     application_name: str | None = None,
     **options: Any,
 ) -> psycopg.Connection:
-    """A connection to the server of URL setting `setting` within `timeout_s` seconds (unless the URL sets
-    its own connect_timeout); the error names server and setting and ends with `consequence`."""
+    """A connection to the `role` server of URL setting `setting` within `timeout_s` seconds (unless the
+    URL sets its own connect_timeout); errors start with `what`, name server and setting, and end with
+    `consequence` when a retry may help."""
     url = secret.reveal()
     try:
         params = conninfo_to_dict(url)
@@ -55,8 +58,8 @@ def connect(
         # libpq quotes the whole URL, password included, in this message: only its reason is passed on.
         reason = re.sub(r'"[^"]*(://|=)[^"]*"', "(the value)", " ".join(str(exc).split()))
         raise TerminalError(
-            f"{setting} is not a valid libpq URI or conninfo string ({describe_reason(reason)}; value not "
-            f"shown): fix the setting; {consequence}"
+            f"{what}: {setting} is not a valid libpq URI or conninfo string ({describe_reason(reason)}; value "
+            "not shown): fix the setting; nothing was read or written"
         ) from None
     if "connect_timeout" not in params:
         options["connect_timeout"] = timeout_s
@@ -67,7 +70,7 @@ def connect(
     except psycopg.Error as exc:
         # `from None`: the driver's exception is summarised here, scrubbed, instead of chained.
         raise TransientError(
-            f"cannot connect to the database at {describe_server(url)} (setting {setting}, waited at most "
+            f"{what}: {role} unreachable at {describe_server(url)} (setting {setting}, waited at most "
             f"DB_CONNECT_TIMEOUT={options.get('connect_timeout', params.get('connect_timeout'))} s): "
             f"{describe(exc)}; {consequence} (check the server and the credentials in the setting)"
         ) from None

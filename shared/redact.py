@@ -55,7 +55,7 @@ def register(value: str) -> None:
             return
         _known.update(found)
         alternatives = "|".join(re.escape(v) for v in sorted(_known, key=len, reverse=True))
-        _known_re = re.compile(rf"(?<![A-Za-z0-9]){alternatives}(?![A-Za-z0-9])" if alternatives else r"(?!)")
+        _known_re = re.compile(rf"(?<![A-Za-z0-9])(?:{alternatives})(?![A-Za-z0-9])")
 
 
 def scrub(text: str) -> str:

@@ -32,6 +32,8 @@ def connect_source(settings: Settings) -> psycopg.Connection:
         secret,
         SETTING,
         timeout_s=settings.db_connect_timeout,
+        what="extract",
+        role="source database",
         application_name=APPLICATION_NAME,
         consequence="nothing was extracted and the watermark is unchanged; the next scheduled run tries again",
     )

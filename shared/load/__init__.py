@@ -300,8 +300,10 @@ def _connect(settings: Settings, what: str) -> Iterator[psycopg.Connection]:
         url,
         "WAREHOUSE_DB_URL",
         timeout_s=settings.db_connect_timeout,
+        what=what,
+        role="warehouse",
+        consequence="nothing was loaded, the queue retries later",
         autocommit=True,
-        consequence=(f"{what}: nothing was loaded, the queue retries later"),
     )
     with conn:
         yield conn
