@@ -61,7 +61,7 @@ def extract(timer: func.TimerRequest) -> None:
     result = shared.extract.extract(settings, Lake.from_settings(settings))  # logs the run summary
     logging.info(
         "extract trigger: run_id=%s rows=%d past_due=%s duration_s=%.2f",
-        result.run_id or "none (no changes)",
+        result.run_id or ("none (yielded to a running extract)" if result.yielded else "none (no changes)"),
         sum(result.rows.values()),
         timer.past_due,
         result.duration_s,

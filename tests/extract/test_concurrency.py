@@ -11,12 +11,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from azure.storage.blob import BlobLeaseClient
 
 import shared.extract.stage
 from shared.extract import LEASE_BLOB, ExtractResult, extract
-from shared.lake import Lake
+from shared.lake import Lake, LeaseLostError
 from shared.settings import Settings
-from tests.extract.runs import execute, manifests, read_run
+from tests.extract.runs import execute, manifests, read_run, state
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 60  # a guard against a hang, never a measurement
@@ -134,3 +135,21 @@ def test_totes_extract_says_it_yielded(source_env: dict[str, str], lake: Lake) -
     assert len(lines) == 2  # the log line and the command's own line
     assert "another extract is running" in lines[-1] and "nothing extracted" in lines[-1]
     assert manifests(lake) == []
+
+
+def test_an_extract_that_loses_its_lease_commits_nothing(
+    extract_settings: Settings, lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blob = lake.blobs.get_blob_client(lake.raw, LEASE_BLOB)
+    reading = shared.extract.stage._extract_tables
+
+    def stolen(*args: object, **kwargs: object) -> None:
+        reading(*args, **kwargs)  # type: ignore[arg-type]
+        # as if this run had stalled past its lease and another extract had taken it
+        BlobLeaseClient(blob).break_lease(lease_break_period=0)
+        BlobLeaseClient(blob).acquire(lease_duration=15)
+
+    monkeypatch.setattr(shared.extract.stage, "_extract_tables", stolen)
+    with pytest.raises(LeaseLostError, match=r"lost the lease on \S*/_state/extract\.lease"):
+        extract(extract_settings, lake)
+    assert manifests(lake) == [] and state(lake) is None
