@@ -5,7 +5,7 @@ import logging
 import azure.functions as func
 
 import shared.extract
-from shared import telemetry
+from shared import redact, telemetry
 from shared.backlog import record_backlog
 from shared.errors import TerminalError
 from shared.lake import Lake
@@ -13,11 +13,12 @@ from shared.load import load_message, send_to_poison
 from shared.settings import load_settings, telemetry_connection_string, transform_trigger_source
 from shared.transform.stage import transform_blob
 
+# Every log line of this app is scrubbed of passwords and storage keys (the worker's handler included).
+redact.install()
 # Traces, metrics and logs to Azure Monitor when APPLICATIONINSIGHTS_CONNECTION_STRING is set, once per worker.
 telemetry.configure(telemetry_connection_string())
 # host.json extensions.queues.maxDequeueCount: the host moves a message to poison after this many failures.
 MAX_DEQUEUE_COUNT = 5
-
 app = func.FunctionApp()
 
 
@@ -72,7 +73,7 @@ def extract(timer: func.TimerRequest) -> None:
     record_backlog(lake, settings)  # runs waiting per stage, every tick (the ledger too where WAREHOUSE_DB_URL is set)
     logging.info(
         "extract trigger: run_id=%s rows=%d past_due=%s duration_s=%.2f",
-        result.run_id or "none (no changes)",
+        result.run_id or ("none (yielded to a running extract)" if result.yielded else "none (no changes)"),
         sum(result.rows.values()),
         timer.past_due,
         result.duration_s,

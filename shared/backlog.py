@@ -69,7 +69,7 @@ def loaded_runs(settings: Settings, run_ids: Iterable[str]) -> set[str]:
     wanted = sorted(run_ids)
     if not wanted:
         return set()
-    with connect_warehouse(settings, connect_timeout=15) as conn:
+    with connect_warehouse(settings, what="backlog") as conn:
         row = conn.execute("SELECT to_regclass('etl.load_run') IS NOT NULL").fetchone()
         if not (row and row[0]):
             return set()

@@ -14,7 +14,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shared import telemetry
+import psycopg
+from azure.core.exceptions import AzureError
+
+from shared import redact, telemetry
 from shared.errors import EtlError
 from shared.local.stack import LocalStack
 from shared.settings import Settings, load_settings, telemetry_connection_string
@@ -27,8 +30,8 @@ LOCAL_DIR = Path(".local")
 
 
 def say(message: str) -> None:
-    """A human message on stderr."""
-    print(message, file=sys.stderr, flush=True)
+    """A human message on stderr, scrubbed of secrets."""
+    print(redact.scrub(message), file=sys.stderr, flush=True)
 
 
 def stack_settings(local_dir: Path = LOCAL_DIR) -> Settings:
@@ -137,13 +140,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     """Run the extract stage once."""
-    from shared.extract import extract
+    from shared.extract import LEASE_BLOB, extract
     from shared.lake import Lake
 
     settings = stack_settings(args.local_dir).require("source", "lake")
     lake = Lake.from_settings(settings)
     lake.ensure()
     result = extract(settings, lake)
+    if result.yielded:
+        say(f"another extract is running (it holds {lake.raw}/{LEASE_BLOB}): this one yielded, nothing extracted")
+        return 0
     if result.run_id is None:
         say("no changes in the source since the last run")
         return 0
@@ -219,6 +225,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def print_cycle(summary: CycleSummary) -> None:
     """Print a cycle's final summary: rows per warehouse table, duration per stage, lag."""
+    if summary.extract.yielded:
+        print("another extract was running: this cycle yielded, nothing to load")
+        return
     if summary.run_id is None:
         print("no changes in the source: nothing to load")
         return
@@ -236,6 +245,13 @@ def print_counts(title: str, counts: dict[str, int]) -> None:
     width = max((len(t) for t in counts), default=0)
     for table, count in counts.items():
         print(f"  {table:<{width}}  {count:>10,}")
+
+
+def _service(exc: BaseException) -> str:
+    """Which service a driver error came from, with the settings that name it."""
+    if isinstance(exc, AzureError):
+        return "the lake storage (setting LAKE_STORAGE)"
+    return "a database (setting TOTESYS_DB_URL or WAREHOUSE_DB_URL)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -297,12 +313,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("azure").setLevel(logging.WARNING)
+    redact.install()
     telemetry.configure(telemetry_connection_string())
     try:
         return int(args.func(args))
     except EtlError as exc:
-        say(f"totes {args.command}: error: {exc}")
+        say(f"totes {args.command}: error: {' '.join(str(exc).split())}")
         return 2
+    except (psycopg.Error, AzureError) as exc:  # a driver error no stage turned into a pipeline error
+        log.debug("totes %s failed", args.command, exc_info=True)
+        say(f"totes {args.command}: error: {_service(exc)} failed: {redact.describe(exc)}")
+        return 2
+    except Exception as exc:  # a bug: one scrubbed line; the (scrubbed) traceback with -v
+        log.debug("totes %s failed", args.command, exc_info=True)
+        say(f"totes {args.command}: unexpected error: {redact.describe(exc)} (-v shows the traceback)")
+        return 1
     except KeyboardInterrupt:
         say("interrupted")
         return 130

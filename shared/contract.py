@@ -317,6 +317,8 @@ QUARANTINE_PREFIX = "_quarantine/"
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 # The extract's watermarks, in the raw container.
 WATERMARKS_NAME = f"{STATE_PREFIX}extract_watermarks.json"
+# The blob lease the running extract holds, in the raw container (a second extract yields to it).
+EXTRACT_LEASE_NAME = f"{STATE_PREFIX}extract.lease"
 PARQUET_TYPE = "application/vnd.apache.parquet"
 JSON_TYPE = "application/json"
 _RUN_BLOB = re.compile(r"(?:[^/]+/)?_runs/([^/]+)\.json")

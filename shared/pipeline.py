@@ -50,6 +50,9 @@ def run_cycle(settings: Settings, lake: Lake | None = None, *, progress: Progres
     progress("extract: reading changed rows from totesys ...")
     extracted = extract(settings, lake)
     durations["extract"] = time.perf_counter() - started
+    if extracted.yielded:
+        progress("extract: another extract is running; this cycle yielded")
+        return CycleSummary(run_id=None, extract=extracted, durations=durations)
     if extracted.run_id is None:
         progress(f"extract: no changes ({durations['extract']:.2f} s)")
         record_backlog(lake, settings)

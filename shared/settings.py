@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
+from shared import redact
 from shared.errors import SettingsError
 
 Need = Literal["source", "warehouse", "lake"]
@@ -18,6 +19,9 @@ WAREHOUSE_AUTHS: tuple[WarehouseAuth, ...] = ("password", "entra")
 KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
 DEFAULT_SCHEDULE = "0 */5 * * * *"
 DEFAULT_LOOKBACK = timedelta(minutes=10)
+# Bounded waits on an unreachable service, in seconds (libpq's connect_timeout takes whole seconds, >= 2).
+DEFAULT_STORAGE_TIMEOUT = 10.0
+DEFAULT_DB_CONNECT_TIMEOUT = 10
 _LOOKBACK_FORMS = "seconds ('600'), a number with unit ('10m', '90s', '1h') or 'HH:MM:SS'"
 # Secret names in Key Vault when KEY_VAULT_URL is used instead of app-setting references.
 KEY_VAULT_SECRET_NAMES = {"TOTESYS_DB_URL": "totesys-db-url", "WAREHOUSE_DB_URL": "warehouse-db-url"}
@@ -28,6 +32,9 @@ class Secret:
     """A secret string that never shows its value in repr, str or logs; `.reveal()` gives it."""
 
     _value: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        redact.register(self._value)  # masked in every log line and error message from now on
 
     def reveal(self) -> str:
         """The secret value, for the one call that needs it (a connect)."""
@@ -66,6 +73,8 @@ class Settings:
     appinsights_connection_string: Secret | None = None
     # How the load signs in to the warehouse: the URL's password, or an Entra token (managed identity).
     warehouse_auth: WarehouseAuth = "password"
+    storage_timeout: float = DEFAULT_STORAGE_TIMEOUT
+    db_connect_timeout: int = DEFAULT_DB_CONNECT_TIMEOUT
 
     @property
     def poison_queue(self) -> str:
@@ -182,6 +191,8 @@ def load_settings(
         except ValueError as exc:
             problems.append(f"EXTRACT_LOOKBACK={raw_lookback!r} is invalid: {exc}")
     warehouse_auth = _warehouse_auth(env, warehouse, problems)
+    storage_timeout = _seconds(env, "STORAGE_TIMEOUT", DEFAULT_STORAGE_TIMEOUT, 1, problems)
+    db_connect_timeout = int(_seconds(env, "DB_CONNECT_TIMEOUT", DEFAULT_DB_CONNECT_TIMEOUT, 2, problems, whole=True))
     schedule = _value(env, "EXTRACT_SCHEDULE") or DEFAULT_SCHEDULE
     if len(schedule.split()) != 6:
         problems.append(f"EXTRACT_SCHEDULE={schedule!r} is invalid: expected a 6-field NCRONTAB expression")
@@ -208,6 +219,8 @@ def load_settings(
         key_vault_url=key_vault_url,
         appinsights_connection_string=insights,
         warehouse_auth=warehouse_auth,
+        storage_timeout=storage_timeout,
+        db_connect_timeout=db_connect_timeout,
     )
     try:
         settings.require(*needs)
@@ -254,6 +267,21 @@ def _url_login(url: str) -> tuple[str | None, bool]:
         return user, parts.password is not None or "password" in query
     pairs = dict(re.findall(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", url))
     return pairs.get("user"), "password" in pairs
+
+
+def _seconds(
+    env: Mapping[str, str], name: str, default: float, least: float, problems: list[str], *, whole: bool = False
+) -> float:
+    """A number of seconds >= `least` (whole seconds if `whole`), or `default` when unset; a problem if invalid."""
+    text = _value(env, name)
+    if text is None:
+        return default
+    pattern = r"\d+" if whole else r"\d+(\.\d+)?"
+    if not re.fullmatch(pattern, text.strip()) or float(text) < least:
+        kind = "a whole number of seconds" if whole else "a number of seconds"
+        problems.append(f"{name}={text!r} is invalid: expected {kind}, at least {least:g}")
+        return default
+    return float(text)
 
 
 def _lake(env: Mapping[str, str]) -> LakeConnection | None:

@@ -17,14 +17,14 @@ from shared.local.stack import StackUrls
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _totes(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _totes(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "shared.cli", *args],
         capture_output=True,
         text=True,
         env=env,
         cwd=ROOT,
-        timeout=120,
+        timeout=timeout,
     )
 
 

@@ -2,6 +2,7 @@
 
 import logging
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,7 @@ def test_defaults() -> None:
     assert settings.poison_queue == "load-jobs-poison"
     assert settings.extract_schedule == "0 */5 * * * *"
     assert settings.extract_lookback == timedelta(minutes=10)
+    assert (settings.storage_timeout, settings.db_connect_timeout) == (10.0, 10)
 
 
 def test_every_missing_name_is_listed_together() -> None:
@@ -143,3 +145,19 @@ def test_warehouse_auth_entra_rejects_a_password_or_a_missing_role(url: str, pro
 def test_warehouse_auth_must_be_known() -> None:
     with pytest.raises(SettingsError, match="WAREHOUSE_AUTH='aad' is invalid: expected one of password, entra"):
         load_settings({"WAREHOUSE_DB_URL": ENTRA_URL, "WAREHOUSE_AUTH": "aad"})
+
+
+def test_timeouts_are_read_and_checked() -> None:
+    env = {"LAKE_STORAGE": "UseDevelopmentStorage=true"}
+    settings = load_settings({**env, "STORAGE_TIMEOUT": "2.5", "DB_CONNECT_TIMEOUT": "3"})
+    assert (settings.storage_timeout, settings.db_connect_timeout) == (2.5, 3)
+    with pytest.raises(SettingsError) as err:
+        load_settings({**env, "STORAGE_TIMEOUT": "0", "DB_CONNECT_TIMEOUT": "1.5"})
+    assert "STORAGE_TIMEOUT='0' is invalid" in str(err.value)
+    assert "DB_CONNECT_TIMEOUT='1.5' is invalid: expected a whole number of seconds, at least 2" in str(err.value)
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name in ("STORAGE_TIMEOUT", "DB_CONNECT_TIMEOUT", "EXTRACT_LOOKBACK", "LAKE_STORAGE"):
+        assert f"| `{name}` |" in readme or f"`{name}`," in readme, name

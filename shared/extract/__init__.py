@@ -7,6 +7,7 @@ from shared.contract import RUNS_PREFIX
 from shared.extract.parquet import DEFAULT_BATCH_ROWS
 from shared.extract.stage import (
     CHANGES_MARKER,
+    LEASE_BLOB,
     ExtractResult,
     data_blob_name,
     extract,
@@ -18,6 +19,7 @@ from shared.extract.state import STATE_BLOB, ExtractState
 __all__ = [
     "CHANGES_MARKER",
     "DEFAULT_BATCH_ROWS",
+    "LEASE_BLOB",
     "RUNS_PREFIX",
     "STATE_BLOB",
     "ExtractResult",

@@ -13,7 +13,7 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -50,11 +50,15 @@ class TableFile:
 @dataclass(frozen=True)
 class TableRead:
     """One table's read: rows in the window, the file of those not archived yet (None when every row
-    was), and the tail to skip next time (None: too many rows to keep)."""
+    was), the tail to skip next time (None: too many rows to keep), the newest last_updated written that
+    is not past the `ceiling` (what the watermark may follow), and (key, last_updated) of the rows written
+    that are stamped past it."""
 
     rows_read: int
     file: TableFile | None
     tail: pl.DataFrame | None
+    newest: datetime | None = None
+    future: pl.DataFrame | None = None
 
 
 def copy_query(table: SourceTable, after: datetime | None) -> tuple[sql.Composed, tuple[datetime, ...]]:
@@ -186,15 +190,21 @@ def write_table_parquet(
     lookback: timedelta,
     archived: pl.DataFrame | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
+    ceiling: datetime | None = None,
 ) -> TableRead:
     """Read the rows of `table` with last_updated > `after` (all rows when None) and write those not in
-    `archived` (key, row hash) to Parquet at `path`; the file (None if no row is new) and the new tail."""
+    `archived` (key, row hash) to Parquet at `path`; the file (None if no row is new) and the new tail.
+
+    Rows stamped after `ceiling` (the source's clock, UTC) are written but kept out of the tail and of
+    `newest`: they are archived again by every run until their time comes, and never move the watermark."""
     query, params = copy_query(table, after)
     reader = _CopyReader(conn, query, params, batch_rows)
     key = primary_key(table.name)
     rows = rows_read = 0
     max_last_updated: datetime | None = None
-    tail = Tail(key, None if after is None else after + lookback, lookback)
+    limit = None if ceiling is None else like_column(ceiling, table)
+    tail = Tail(key, None if after is None else after + lookback, lookback, limit)
+    stamps = Stamps(key, limit)
     errors: list[BaseException] = []
 
     def batches(
@@ -213,6 +223,7 @@ def write_table_parquet(
                 newest = frame.get_column(WATERMARK_COLUMN).max()
                 if isinstance(newest, datetime) and (max_last_updated is None or newest > max_last_updated):
                     max_last_updated = newest
+                stamps.add(frame)
                 yield frame
         except BaseException as exc:
             errors.append(exc)  # polars re-raises it wrapped or not: keep it for an exact re-raise
@@ -236,7 +247,37 @@ def write_table_parquet(
             "follow them; the extract stops without committing anything"
         )
     size, digest = file_digest(path)
-    return TableRead(rows_read, TableFile(path, rows, size, digest, max_last_updated), tail.rows())
+    file = TableFile(path, rows, size, digest, max_last_updated)
+    return TableRead(rows_read, file, tail.rows(), stamps.newest, stamps.future)
+
+
+def like_column(clock: datetime, table: SourceTable) -> datetime:
+    """The UTC `clock` comparable with `table`'s last_updated: naive for a timestamp without time zone."""
+    dtype = next((c.dtype for c in table.columns if c.name == WATERMARK_COLUMN), None)
+    aware = isinstance(dtype, pl.Datetime) and dtype.time_zone is not None
+    utc = clock.astimezone(UTC)
+    return utc if aware else utc.replace(tzinfo=None)
+
+
+class Stamps:
+    """The newest last_updated not past `ceiling`, and (key, last_updated) of the rows past it."""
+
+    def __init__(self, key: str, ceiling: datetime | None) -> None:
+        self.key, self.ceiling = key, ceiling
+        self.newest: datetime | None = None
+        self.future: pl.DataFrame | None = None
+
+    def add(self, frame: pl.DataFrame) -> None:
+        """Take a batch of written rows into account."""
+        stamp = pl.col(WATERMARK_COLUMN)
+        present = frame if self.ceiling is None else frame.filter(stamp <= self.ceiling)
+        newest = present.get_column(WATERMARK_COLUMN).max()
+        if isinstance(newest, datetime) and (self.newest is None or newest > self.newest):
+            self.newest = newest
+        if self.ceiling is None or present.height == frame.height:
+            return
+        future = frame.filter(stamp > self.ceiling).select(self.key, WATERMARK_COLUMN)
+        self.future = future if self.future is None else pl.concat([self.future, future])
 
 
 def drop_archived(frame: pl.DataFrame, archived: pl.DataFrame, key: str) -> pl.DataFrame:
@@ -261,13 +302,18 @@ class Tail:
     re-writes its whole window, which downstream dedupes.
     """
 
-    def __init__(self, key: str, watermark: datetime | None, lookback: timedelta) -> None:
-        self.key, self.newest, self.lookback = key, watermark, lookback
+    def __init__(
+        self, key: str, watermark: datetime | None, lookback: timedelta, ceiling: datetime | None = None
+    ) -> None:
+        self.key, self.newest, self.lookback, self.ceiling = key, watermark, lookback, ceiling
         self.frame: pl.DataFrame | None = None
         self.overflow = False
 
     def add(self, frame: pl.DataFrame) -> None:
-        """Take a batch of rows into account (only the rows near the newest are hashed)."""
+        """Take a batch of rows into account (only the rows near the newest are hashed; rows stamped
+        past the ceiling never are, so every run archives them again)."""
+        if self.ceiling is not None:
+            frame = frame.filter(pl.col(WATERMARK_COLUMN) <= self.ceiling)
         if self.overflow or frame.height == 0:
             return
         batch_newest = frame.get_column(WATERMARK_COLUMN).max()

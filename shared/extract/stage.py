@@ -2,14 +2,21 @@
 
 One run, in this order, so that a crash anywhere leaves the lake consistent:
 
-1. read the watermark state (and its ETag), then open ONE REPEATABLE READ, READ ONLY transaction;
+0. take the lease on raw/_state/extract.lease (60 s, renewed while the run lasts): an invocation that
+   finds it held yields at once, reading and writing nothing, so two extracts never race;
+1. read the watermark state (and its ETag), then open ONE REPEATABLE READ, READ ONLY transaction and
+   read the source's clock in it (transaction_timestamp());
 2. per table, COPY the rows with last_updated > watermark - EXTRACT_LOOKBACK (every row the first time)
    into raw/<table>/<YYYY>/<MM>/<DD>/<run_id>.parquet, write-once;
-3. raw/_runs/<run_id>.json, write-once and LAST of the run's blobs: the commit marker that triggers
+3. the state, recording this run as pending with the state it advances to, only if unchanged since
+   step 1 (ETag; else another extract got there first and this run commits nothing);
+4. raw/_runs/<run_id>.json, write-once and LAST of the run's blobs: the commit marker that triggers
    transform. Data files no manifest names (a crash before it) are orphans nothing reads;
-4. the state, advanced only if unchanged since step 1 (ETag). A crash before it, or a lost race, leaves
-   the old watermark: the next run re-reads the overlap under a new run_id, and downstream dedupes.
+5. the advanced state. A crash before it leaves the run pending: the next run adopts its watermark if its
+   manifest exists and drops it otherwise, so a crash anywhere archives each change exactly once.
 
+A watermark never passes the source clock of its run: a row stamped in the future (clock skew, a bad
+import) is archived by every run until its time comes, with a warning, and never hides later changes.
 A run that finds no changed row writes no data and no manifest, only last_checked_at in the state.
 """
 
@@ -28,19 +35,31 @@ import polars as pl
 import psycopg
 
 from shared import telemetry
-from shared.contract import JSON_TYPE, PARQUET_TYPE, RawFile, RawManifest, manifest_name, raw_file_name
+from shared.contract import (
+    EXTRACT_LEASE_NAME,
+    JSON_TYPE,
+    PARQUET_TYPE,
+    RawFile,
+    RawManifest,
+    manifest_name,
+    raw_file_name,
+)
 from shared.errors import TerminalError, TransientError
 from shared.extract.catalog import SourceTable, read_catalog
-from shared.extract.parquet import DEFAULT_BATCH_ROWS, TableFile, write_table_parquet
+from shared.extract.parquet import DEFAULT_BATCH_ROWS, WATERMARK_COLUMN, TableFile, write_table_parquet
 from shared.extract.source import SETTING, database_now, describe_source, source_snapshot
 from shared.extract.state import STATE_BLOB, ExtractState, iso
-from shared.lake import ConcurrentUpdateError, Lake
+from shared.lake import ConcurrentUpdateError, Lake, Lease
+from shared.redact import describe
 from shared.schema import SOURCE_TABLES, primary_key
 from shared.settings import Settings
 
 log = logging.getLogger("shared.extract")
 
+# Held by the running extract: a second invocation at the same moment yields instead of racing it.
+LEASE_BLOB = EXTRACT_LEASE_NAME
 CHANGES_MARKER = "TOTES_EXTRACT_CHANGES"
+FUTURE_ROWS_SHOWN = 10
 
 
 @dataclass(frozen=True)
@@ -58,6 +77,8 @@ class _Extracted:
 
     files: dict[str, RawTableFile] = field(default_factory=dict)
     tails: dict[str, pl.DataFrame | None] = field(default_factory=dict)
+    # per table, the newest last_updated written that is not past the source clock (the new watermark)
+    newest: dict[str, datetime] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     current: str | None = None
 
@@ -86,6 +107,8 @@ class ExtractResult:
     watermark_advanced: bool = False
     # source columns the pipeline does not know, archived in the files, per table
     extra_columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # True when another extract was running: this invocation read and wrote nothing
+    yielded: bool = False
 
 
 def new_run_id(extracted_at: datetime) -> str:
@@ -123,37 +146,105 @@ def _extract(settings: Settings, lake: Lake, *, now: datetime | None, batch_rows
         raise TerminalError(f"batch_rows must be a positive number of rows, got {batch_rows}")
     started = time.perf_counter()
     settings.require("source", "lake")
+    with lake.lease(lake.raw, LEASE_BLOB) as lease:
+        if lease is None:
+            return _yielded(lake, started)
+        return _extract_holding(settings, lake, lease, now, batch_rows, started)
+
+
+def _settled(lake: Lake, state: ExtractState) -> ExtractState:
+    """`state` with the run a crashed extract left pending adopted (its manifest exists) or dropped."""
+    if state.pending_run_id is None:
+        return state
+    committed = lake.exists(lake.raw, manifest_blob_name(state.pending_run_id))
+    log.info(
+        "extract: run %s stopped before recording its watermark; its manifest %s, so its watermark is %s",
+        state.pending_run_id,
+        "exists" if committed else "was never written",
+        "adopted" if committed else "dropped (its data files are orphans nothing reads; this run re-reads them)",
+    )
+    return state.resolved(committed)
+
+
+def _abandoned(lake: Lake, run_id: str, extracted_at: datetime, started: float) -> ExtractResult:
+    """The result of a run that found the state changed by another extract before its manifest (possible
+    only past the lease): it commits nothing; its changes are in the other run or the next one."""
+    log.warning(
+        "extract run %s: yielded: another extract changed %s/%s meanwhile; this run wrote no manifest (its data "
+        "files are orphans nothing reads) and its changes are in the other run or the next one",
+        run_id,
+        lake.raw,
+        STATE_BLOB,
+    )
+    return ExtractResult(
+        run_id=None,
+        rows=dict.fromkeys(SOURCE_TABLES, 0),
+        bytes=0,
+        duration_s=time.perf_counter() - started,
+        manifest=None,
+        extracted_at=extracted_at,
+        yielded=True,
+    )
+
+
+def _yielded(lake: Lake, started: float) -> ExtractResult:
+    """The result of an invocation that found another extract running: nothing read, nothing written."""
+    log.info(
+        "extract: yielded: another extract is running (it holds the lease on %s/%s); this invocation "
+        "read and wrote nothing, the running one extracts the changes",
+        lake.raw,
+        LEASE_BLOB,
+        extra={"custom_dimensions": {"yielded": True}},
+    )
+    return ExtractResult(
+        run_id=None,
+        rows=dict.fromkeys(SOURCE_TABLES, 0),
+        bytes=0,
+        duration_s=time.perf_counter() - started,
+        manifest=None,
+        extracted_at=datetime.now(UTC),
+        yielded=True,
+    )
+
+
+def _extract_holding(
+    settings: Settings, lake: Lake, lease: Lease, now: datetime | None, batch_rows: int, started: float
+) -> ExtractResult:
+    """The extract run proper, while this invocation holds the extract lease."""
     assert settings.totesys_db_url is not None
-    where = describe_source(settings.totesys_db_url.reveal())
     lookback = settings.extract_lookback
+    where = describe_source(settings.totesys_db_url.reveal())
     state_blob = lake.read_versioned(lake.raw, STATE_BLOB)
-    state = ExtractState.parse(state_blob.data, f"{lake.raw}/{STATE_BLOB}")
+    state = _settled(lake, ExtractState.parse(state_blob.data, f"{lake.raw}/{STATE_BLOB}"))
 
     extracted = _Extracted()
     run_id = "(not started)"
     with source_snapshot(settings) as conn:
         try:
-            extracted_at = _utc(now) if now is not None else database_now(conn)
+            clock = database_now(conn)
+            extracted_at = _utc(now) if now is not None else clock
             run_id = new_run_id(extracted_at)
+            state = _bounded(state, clock, run_id)
             tables = read_catalog(conn)
             extra = _report_extra_columns(tables, state)
-            _extract_tables(conn, lake, tables, state, settings, run_id, extracted_at, batch_rows, extracted)
+            _extract_tables(conn, lake, tables, state, settings, run_id, (extracted_at, clock), batch_rows, extracted)
         except psycopg.OperationalError as exc:
             raise TransientError(
                 f"extract run {run_id}: lost the source database at {where} (setting {SETTING}) while "
-                f"reading {extracted.reading} ({type(exc).__name__}: {str(exc).strip()}); no manifest was "
+                f"reading {extracted.reading} ({describe(exc)}); no manifest was "
                 "written and the watermark is unchanged; the next scheduled run tries again"
             ) from None
         except psycopg.Error as exc:
             raise TerminalError(
                 f"extract run {run_id}: the source database at {where} refused to read {extracted.reading} "
-                f"({exc.sqlstate}: {str(exc).strip()}); check the grants of the extract's role (SELECT on "
+                f"({exc.sqlstate}: {describe(exc)}); check the grants of the extract's role (SELECT on "
                 "the source tables); no manifest was written and the watermark is unchanged"
             ) from None
 
     files, seconds = extracted.files, extracted.seconds
     rows = {t: (files[t].file.rows if t in files else 0) for t in SOURCE_TABLES}
     extra_state = {t: list(cols) for t, cols in extra.items() if cols}
+    lease.check()  # still the only extract: commit
     if not files:
         if not write_state(lake, state.checked(extracted_at, extra_state, extracted.tails), state_blob.etag):
             log.info("extract: another run updated %s/%s meanwhile; its check time stands", lake.raw, STATE_BLOB)
@@ -184,15 +275,22 @@ def _extract(settings: Settings, lake: Lake, *, now: datetime | None, batch_rows
 
     manifest_name = manifest_blob_name(run_id)
     manifest = build_manifest(run_id, extracted_at, int(lookback.total_seconds()), tables, files)
+    advanced = state.advanced(run_id, extracted_at, extracted.newest, extra_state, extracted.tails)
+    # The run is recorded as pending before its manifest: a crash after the manifest still advances the
+    # watermark (the next run adopts it), a crash before it drops it. Each change is archived once.
+    try:
+        etag = lake.write_versioned(
+            lake.raw, STATE_BLOB, state.with_pending(run_id, advanced).to_json(), state_blob.etag
+        )
+    except ConcurrentUpdateError:
+        return _abandoned(lake, run_id, extracted_at, started)
+    lease.check()
     lake.put_once(lake.raw, manifest_name, manifest.to_json(), JSON_TYPE)
-
-    maxima = {t: f.file.max_last_updated for t, f in files.items()}
-    advanced = state.advanced(run_id, extracted_at, maxima, extra_state, extracted.tails)
-    watermark_advanced = write_state(lake, advanced, state_blob.etag)
+    watermark_advanced = write_state(lake, advanced, etag)
     if not watermark_advanced:
         log.warning(
-            "extract run %s: another run changed %s/%s meanwhile; this run's files and manifest stand "
-            "(downstream dedupes the overlap) but its watermarks were not advanced: the next run re-reads them",
+            "extract run %s: another run changed %s/%s meanwhile; this run's files and manifest stand and the "
+            "other run adopted or re-reads its changes (downstream dedupes any overlap)",
             run_id,
             lake.raw,
             STATE_BLOB,
@@ -273,12 +371,14 @@ def _extract_tables(
     state: ExtractState,
     settings: Settings,
     run_id: str,
-    extracted_at: datetime,
+    times: tuple[datetime, datetime],
     batch_rows: int,
     extracted: _Extracted,
 ) -> None:
-    """Per table inside the snapshot: its new rows to a local Parquet file, uploaded write-once."""
+    """Per table inside the snapshot: its new rows to a local Parquet file, uploaded write-once; `times`
+    is (the run's time, the source clock of the snapshot)."""
     lookback = settings.extract_lookback
+    extracted_at, clock = times
     with tempfile.TemporaryDirectory(prefix="totes-extract-") as tmp:
         for table in SOURCE_TABLES:
             extracted.current = table
@@ -294,8 +394,13 @@ def _extract_tables(
                     lookback=lookback,
                     archived=state.archived(table, primary_key(table)),
                     batch_rows=batch_rows,
+                    ceiling=clock,
                 )
                 extracted.tails[table] = read.tail
+                if read.newest is not None:
+                    extracted.newest[table] = read.newest
+                if read.future is not None:
+                    _report_future_rows(run_id, table, read.future, clock)
                 if read.file is not None:
                     name = data_blob_name(table, run_id, extracted_at)
                     with local.open("rb") as stream:
@@ -305,6 +410,41 @@ def _extract_tables(
                     span.set(rows=read.file.rows, bytes=read.file.bytes)
             extracted.seconds[table] = time.perf_counter() - table_started
     extracted.current = None
+
+
+def _bounded(state: ExtractState, clock: datetime, run_id: str) -> ExtractState:
+    """`state` with no watermark past the source clock; a warning for each one moved back."""
+    bounded, ahead = state.clamped(clock)
+    for table, watermark in ahead.items():
+        log.warning(
+            "extract run %s: the watermark of table %s (%s) was ahead of the source clock (%s); it is "
+            "moved back to the clock, so changes after it are read again",
+            run_id,
+            table,
+            iso(watermark),
+            iso(clock),
+            extra={"custom_dimensions": {"run_id": run_id, "table": table, "watermark": iso(watermark)}},
+        )
+    return bounded
+
+
+def _report_future_rows(run_id: str, table: str, future: pl.DataFrame, clock: datetime) -> None:
+    """One warning per table naming the rows stamped after the source clock (ids and times, first ten)."""
+    key = future.columns[0]
+    shown = future.sort(WATERMARK_COLUMN).head(FUTURE_ROWS_SHOWN).iter_rows()
+    listed = ", ".join(f"{key} {k} at {iso(v)}" for k, v in shown)
+    more = f" and {future.height - FUTURE_ROWS_SHOWN} more" if future.height > FUTURE_ROWS_SHOWN else ""
+    log.warning(
+        "extract run %s: source table %s has %d row(s) stamped after the source clock %s: %s%s; they are "
+        "archived by every run until then and do not move the watermark (check the writer's clock)",
+        run_id,
+        table,
+        future.height,
+        iso(clock),
+        listed,
+        more,
+        extra={"custom_dimensions": {"run_id": run_id, "table": table, "future_rows": future.height}},
+    )
 
 
 def _report_extra_columns(tables: dict[str, SourceTable], state: ExtractState) -> dict[str, tuple[str, ...]]:

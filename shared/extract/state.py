@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -39,31 +39,43 @@ class ExtractState:
     # (None: too many to keep, so the next run re-writes its whole window).
     tails: dict[str, list[list[int]] | None] = field(default_factory=dict)
 
+    # A run that wrote its data files and was about to write its manifest: the state it advances to.
+    # The next run adopts it if that manifest exists (the run committed) and drops it otherwise.
+    pending_run_id: str | None = None
+    pending: ExtractState | None = None
+
     @classmethod
     def parse(cls, data: bytes | None, where: str = STATE_BLOB) -> ExtractState:
         """The state stored in a blob's bytes (the empty state when the blob does not exist)."""
         if data is None:
             return cls()
         try:
-            doc = json.loads(data)
-            return cls(
-                tables={t: datetime.fromisoformat(v) for t, v in doc.get("tables", {}).items()},
-                last_run_id=doc.get("last_run_id"),
-                last_checked_at=_parse_optional(doc.get("last_checked_at")),
-                last_changes_at=_parse_optional(doc.get("last_changes_at")),
-                extra_columns={t: list(v) for t, v in doc.get("extra_columns", {}).items()},
-                tails={
-                    t: None if v is None else [[int(k), int(h)] for k, h in v] for t, v in doc.get("tails", {}).items()
-                },
-            )
-        except (ValueError, TypeError, AttributeError) as exc:
+            return cls._from_doc(json.loads(data))
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
             raise TerminalError(
                 f"the extract state {where} is not valid JSON state ({exc}): repair it, or delete it to "
                 "re-extract every table in full (downstream dedupes the overlap)"
             ) from exc
 
+    @classmethod
+    def _from_doc(cls, doc: dict[str, Any]) -> ExtractState:
+        pending = doc.get("pending")
+        return cls(
+            tables={t: datetime.fromisoformat(v) for t, v in doc.get("tables", {}).items()},
+            last_run_id=doc.get("last_run_id"),
+            last_checked_at=_parse_optional(doc.get("last_checked_at")),
+            last_changes_at=_parse_optional(doc.get("last_changes_at")),
+            extra_columns={t: list(v) for t, v in doc.get("extra_columns", {}).items()},
+            tails={t: None if v is None else [[int(k), int(h)] for k, h in v] for t, v in doc.get("tails", {}).items()},
+            pending_run_id=None if pending is None else str(pending["run_id"]),
+            pending=None if pending is None else cls._from_doc(pending["state"]),
+        )
+
     def to_json(self) -> bytes:
         """The state as UTF-8 JSON."""
+        return json.dumps(self._doc(), separators=(",", ":")).encode()
+
+    def _doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "tables": {t: iso(v) for t, v in sorted(self.tables.items())},
             "last_run_id": self.last_run_id,
@@ -72,7 +84,20 @@ class ExtractState:
             "extra_columns": dict(sorted(self.extra_columns.items())),
             "tails": dict(sorted(self.tails.items())),
         }
-        return json.dumps(doc, separators=(",", ":")).encode()
+        if self.pending is not None:
+            doc["pending"] = {"run_id": self.pending_run_id, "state": self.pending._doc()}
+        return doc
+
+    def with_pending(self, run_id: str, advanced: ExtractState) -> ExtractState:
+        """This state, recording that run `run_id` is about to commit and then advance it to `advanced`."""
+        return replace(self, pending_run_id=run_id, pending=advanced)
+
+    def resolved(self, committed: bool) -> ExtractState:
+        """The state once a pending run is settled: its advanced state if it `committed` (its manifest
+        exists), else this state without it."""
+        if self.pending is not None and committed:
+            return self.pending
+        return replace(self, pending_run_id=None, pending=None)
 
     def lower_bound(self, table: str, lookback: timedelta) -> datetime | None:
         """The exclusive lower bound of last_updated for `table`: watermark - lookback (None: all rows)."""
@@ -85,6 +110,14 @@ class ExtractState:
         if rows is None:
             return None
         return pl.DataFrame(rows, schema={key: pl.Int32(), ROW_HASH: pl.UInt64()}, orient="row")
+
+    def clamped(self, clock: datetime) -> tuple[ExtractState, dict[str, datetime]]:
+        """This state with no watermark past the source's `clock` (UTC), and the watermarks moved back
+        (a state written before watermarks were bounded by the clock, or a source clock set back)."""
+        ahead = {t: v for t, v in self.tables.items() if v > _like(clock, v)}
+        if not ahead:
+            return self, {}
+        return replace(self, tables={**self.tables, **{t: _like(clock, v) for t, v in ahead.items()}}), ahead
 
     def checked(
         self, at: datetime, extra_columns: dict[str, list[str]], tails: dict[str, pl.DataFrame | None]
@@ -109,6 +142,12 @@ class ExtractState:
 
 def _tails(frames: dict[str, pl.DataFrame | None]) -> dict[str, list[list[int]] | None]:
     return {t: None if f is None else [list(r) for r in f.sort(f.columns).iter_rows()] for t, f in frames.items()}
+
+
+def _like(clock: datetime, value: datetime) -> datetime:
+    """The UTC `clock` comparable with `value` (naive when `value` is)."""
+    utc = clock.astimezone(UTC)
+    return utc.replace(tzinfo=None) if value.tzinfo is None else utc
 
 
 def _parse_optional(value: str | None) -> datetime | None:

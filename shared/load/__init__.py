@@ -44,7 +44,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 OK_MARKER = "TOTES_LOAD_OK"
-CONNECT_TIMEOUT_S = 15
 
 
 @dataclass(frozen=True)
@@ -199,11 +198,8 @@ def status(settings: Settings, limit: int = 10) -> dict[str, Any]:
 
 @contextmanager
 def _connect(settings: Settings, what: str) -> Iterator[psycopg.Connection]:
-    try:
-        conn = connect_warehouse(settings, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
-    except psycopg.OperationalError as exc:
-        raise TransientError(
-            f"{what}: warehouse unreachable ({exc}); nothing was loaded, the queue retries later"
-        ) from exc
+    conn = connect_warehouse(
+        settings, what=what, consequence="nothing was loaded, the queue retries later", autocommit=True
+    )
     with conn:
         yield conn

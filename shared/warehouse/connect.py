@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 
+from shared.connection import connect
 from shared.errors import TransientError
 from shared.settings import Settings
 
@@ -37,8 +38,17 @@ def _credential() -> Any:
     return DefaultAzureCredential()
 
 
-def connect_warehouse(settings: Settings, *, token: TokenFetcher | None = None, **options: Any) -> psycopg.Connection:
-    """A connection to the warehouse of `settings`, signed in as WAREHOUSE_AUTH says; `options` go to psycopg."""
+def connect_warehouse(
+    settings: Settings,
+    *,
+    what: str = "warehouse",
+    consequence: str = "nothing was changed",
+    token: TokenFetcher | None = None,
+    **options: Any,
+) -> psycopg.Connection:
+    """A connection to the warehouse of `settings`, signed in as WAREHOUSE_AUTH says, within DB_CONNECT_TIMEOUT;
+    errors start with `what`, name the server and the setting (never the URL) and end with `consequence`;
+    `options` go to psycopg."""
     url = settings.require("warehouse").warehouse_db_url
     assert url is not None
     if settings.warehouse_auth == "entra":
@@ -47,6 +57,14 @@ def connect_warehouse(settings: Settings, *, token: TokenFetcher | None = None, 
         except Exception as exc:  # azure-identity's errors differ by credential; all mean "no token now"
             raise TransientError(
                 f"WAREHOUSE_AUTH=entra: no Entra token for the warehouse ({type(exc).__name__}: {exc}); check the "
-                "managed identity named by AZURE_CLIENT_ID; nothing was loaded, the queue retries later"
+                f"managed identity named by AZURE_CLIENT_ID; {consequence}"
             ) from exc
-    return psycopg.connect(url.reveal(), **options)
+    return connect(
+        url,
+        "WAREHOUSE_DB_URL",
+        timeout_s=settings.db_connect_timeout,
+        what=what,
+        role="warehouse",
+        consequence=consequence,
+        **options,
+    )

@@ -11,7 +11,7 @@ import polars as pl
 import psycopg
 
 from shared.contract import RUNS_PREFIX
-from shared.extract import STATE_BLOB
+from shared.extract import LEASE_BLOB, STATE_BLOB
 from shared.lake import Lake
 
 
@@ -28,8 +28,8 @@ def manifests(lake: Lake) -> list[str]:
 
 
 def raw_blobs(lake: Lake) -> list[str]:
-    """Every blob name in the raw container."""
-    return list(lake.list(lake.raw, ""))
+    """Every blob name in the raw container but the extract's (empty) lease blob."""
+    return [name for name in lake.list(lake.raw, "") if name != LEASE_BLOB]
 
 
 def state(lake: Lake) -> dict[str, Any] | None:

@@ -231,7 +231,7 @@ def test_a_crash_before_the_manifest_leaves_orphans_and_the_next_run_is_complete
     assert state(lake) is not None
 
 
-def test_a_crash_before_the_watermark_is_repaired_by_the_next_run(
+def test_a_crash_after_the_manifest_is_adopted_by_the_next_run(
     extract_settings: Settings, lake: Lake, source_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = extract(extract_settings, lake)
@@ -246,21 +246,20 @@ def test_a_crash_before_the_watermark_is_repaired_by_the_next_run(
             extract(extract_settings, lake)
     [crashed] = [m for m in manifests(lake) if m != first.manifest]
     crashed_manifest, crashed_frames = read_run(lake, crashed)  # complete: transform may load it
+    assert crashed_frames["staff"].get_column("staff_id").to_list() == [3]
     before = state(lake)
     assert before is not None and before["last_run_id"] == first.run_id
+    assert before["pending"]["run_id"] == crashed_manifest["run_id"]
 
+    # The next run adopts the crashed run's watermark: the change is not archived a second time.
     result = extract(extract_settings, lake)
 
-    # The changed row again, under a new run_id; downstream dedupes it by content.
-    assert result.rows == changes(staff=1) and result.run_id != crashed_manifest["run_id"]
-    _, frames = read_run(lake, str(result.manifest))
-    assert_frame_equal(frames["staff"], crashed_frames["staff"])
+    assert result.run_id is None and result.rows == NO_CHANGE
     after = state(lake)
-    assert after is not None and after["last_run_id"] == result.run_id
-    assert extract(extract_settings, lake).run_id is None
+    assert after is not None and after["last_run_id"] == crashed_manifest["run_id"] and "pending" not in after
 
 
-def test_two_overlapping_runs_cannot_both_advance_the_watermark(
+def test_past_the_lease_two_overlapping_runs_cannot_both_advance_the_watermark(
     extract_settings: Settings, lake: Lake, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     original = shared.extract.stage._extract_tables
@@ -270,20 +269,22 @@ def test_two_overlapping_runs_cannot_both_advance_the_watermark(
         original(*args, **kwargs)  # type: ignore[arg-type]
         if not inner:  # another invocation runs to completion while this one is still reading
             inner.append(None)
-            inner[0] = extract(extract_settings, lake).run_id
+            # as if this run's lease had run out and another invocation had taken one: the ETag still holds
+            with monkeypatch.context() as patch:
+                patch.setattr(shared.extract.stage, "LEASE_BLOB", "_state/another.lease")
+                inner[0] = extract(extract_settings, lake).run_id
 
     monkeypatch.setattr(shared.extract.stage, "_extract_tables", racing)
     caplog.set_level(logging.WARNING, logger="shared.extract")
     outer = extract(extract_settings, lake)
 
-    assert outer.watermark_advanced is False and outer.run_id != inner[0]
+    # The later one commits nothing: no manifest, so no duplicate; its rows are all in the other run.
+    assert outer.yielded and outer.run_id is None and outer.watermark_advanced is False
     after = state(lake)
     assert after is not None and after["last_run_id"] == inner[0]
-    # Both runs are complete and loadable; the loser's only effect is an overlap downstream dedupes.
-    assert len(manifests(lake)) == 2
-    for name in manifests(lake):
-        read_run(lake, name)
-    assert any("watermarks were not advanced" in r.getMessage() for r in caplog.records)
+    assert manifests(lake) == [f"_runs/{inner[0]}.json"]
+    read_run(lake, manifests(lake)[0])
+    assert any("wrote no manifest" in r.getMessage() for r in caplog.records)
 
 
 def test_raw_blobs_are_write_once(
