@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from shared.lake import Lake
-from shared.localstack import AZURITE_KEY, StackUrls, azurite_connection_string, free_port
+from shared.local.stack import AZURITE_KEY, StackUrls, azurite_connection_string, free_port
 from shared.settings import load_settings
 from tests.extract.runs import manifests, raw_blobs
 from tests.test_cli import ROOT, _clean_env, _totes
