@@ -35,10 +35,6 @@ class Check:
     warehouse_relation: str  # the table or current_* view read in the warehouse
 
 
-def _fact_time(column: str) -> str:
-    return f"{column}::date, {column}::time(3)"
-
-
 CHECKS: tuple[Check, ...] = (
     Check(
         "dim_staff",
@@ -121,7 +117,8 @@ CHECKS: tuple[Check, ...] = (
             "agreed_delivery_date",
             "agreed_delivery_location_id",
         ),
-        f"SELECT sales_order_id, {_fact_time('created_at')}, {_fact_time('last_updated')}, staff_id,"
+        "SELECT sales_order_id, created_at::date, created_at::time(3), last_updated::date, last_updated::time(3),"
+        " staff_id,"
         " counterparty_id, units_sold, unit_price, currency_id, design_id, agreed_payment_date,"
         " agreed_delivery_date, agreed_delivery_location_id FROM sales_order",
         "current_sales_order",
@@ -145,7 +142,8 @@ CHECKS: tuple[Check, ...] = (
             "agreed_payment_date",
             "agreed_delivery_location_id",
         ),
-        f"SELECT purchase_order_id, {_fact_time('created_at')}, {_fact_time('last_updated')}, staff_id,"
+        "SELECT purchase_order_id, created_at::date, created_at::time(3), last_updated::date, last_updated::time(3),"
+        " staff_id,"
         " counterparty_id, item_code, item_quantity, item_unit_price, currency_id, agreed_delivery_date,"
         " agreed_payment_date, agreed_delivery_location_id FROM purchase_order",
         "current_purchase_order",
@@ -167,7 +165,8 @@ CHECKS: tuple[Check, ...] = (
             "paid",
             "payment_date",
         ),
-        f"SELECT payment_id, {_fact_time('created_at')}, {_fact_time('last_updated')}, transaction_id,"
+        "SELECT payment_id, created_at::date, created_at::time(3), last_updated::date, last_updated::time(3),"
+        " transaction_id,"
         " counterparty_id, payment_amount, currency_id, payment_type_id, paid, payment_date FROM payment",
         "current_payment",
     ),
@@ -175,23 +174,32 @@ CHECKS: tuple[Check, ...] = (
 
 # The source's dates that dim_date must cover: the stamps, and the text dates that are well-formed (min and
 # max of 'YYYY-MM-DD' text are taken as text, so a malformed value in the source cannot stop the check).
-_ISO = r"'^\d{4}-\d{2}-\d{2}$'"
-SOURCE_DATES = " UNION ALL ".join(
-    [
-        f"SELECT min({c}::date)::text, max({c}::date)::text FROM {t}"
-        for t in ("sales_order", "purchase_order", "payment")
-        for c in ("created_at", "last_updated")
+_STAMPED = {
+    "sales_order": ("created_at", "last_updated"),
+    "purchase_order": ("created_at", "last_updated"),
+    "payment": ("created_at", "last_updated"),
+}
+_TEXT_DATES = {
+    "sales_order": ("agreed_payment_date", "agreed_delivery_date"),
+    "purchase_order": ("agreed_payment_date", "agreed_delivery_date"),
+    "payment": ("payment_date",),
+}
+
+
+def _source_dates() -> sql.Composed:
+    """(lo, hi) text pairs, one per date column of the source's facts."""
+    stamp = sql.SQL("SELECT min({c}::date)::text, max({c}::date)::text FROM {t}")
+    text = sql.SQL(
+        "SELECT min({c}) FILTER (WHERE {c} ~ '^\\d{{4}}-\\d{{2}}-\\d{{2}}$'),"
+        " max({c}) FILTER (WHERE {c} ~ '^\\d{{4}}-\\d{{2}}-\\d{{2}}$') FROM {t}"
+    )
+    parts = [
+        template.format(c=sql.Identifier(column), t=sql.Identifier(table))
+        for template, columns_of in ((stamp, _STAMPED), (text, _TEXT_DATES))
+        for table, columns in columns_of.items()
+        for column in columns
     ]
-    + [
-        f"SELECT min({c}) FILTER (WHERE {c} ~ {_ISO}), max({c}) FILTER (WHERE {c} ~ {_ISO}) FROM {t}"
-        for t, cols in (
-            ("sales_order", ("agreed_payment_date", "agreed_delivery_date")),
-            ("purchase_order", ("agreed_payment_date", "agreed_delivery_date")),
-            ("payment", ("payment_date",)),
-        )
-        for c in cols
-    ]
-)
+    return sql.SQL(" UNION ALL ").join(parts)
 
 
 @dataclass
@@ -383,7 +391,7 @@ def compare_dim_date(src: psycopg.Connection, wh: psycopg.Connection) -> TableDi
     """dim_date covers every day from the source's earliest to its latest date, with correct attributes."""
     started = time.perf_counter()
     diff = TableDiff("dim_date")
-    bounds = src.execute(f"SELECT lo, hi FROM ({SOURCE_DATES}) AS d (lo, hi)").fetchall()
+    bounds = src.execute(sql.SQL("SELECT lo, hi FROM ({}) AS d (lo, hi)").format(_source_dates())).fetchall()
     days = [_date(v) for pair in bounds for v in pair]
     valid = [d for d in days if d is not None]
     low, high = (min(valid), max(valid)) if valid else (None, None)
