@@ -31,7 +31,9 @@ demo: setup  ## run the main job on embedded defaults (local PostgreSQL + Azurit
 
 test: setup  ## run the test suite against real PostgreSQL and Azurite; coverage >= 90% overall, >= 80% per module
 	mkdir -p .local
-	$(BIN)/python -m pytest --cov --cov-report=term --cov-report=json:.local/coverage.json $(PYTEST_ARGS)
+	# The fixtures' servers live under this checkout's own temp folder: pytest prunes older folders in the
+	# shared /tmp/pytest-of-$$USER, which would stop the servers of another checkout's run mid-way.
+	$(BIN)/python -m pytest --basetemp=.local/pytest --cov --cov-report=term --cov-report=json:.local/coverage.json $(PYTEST_ARGS)
 	$(BIN)/python tests/coverage_floor.py .local/coverage.json
 
 lint: setup  ## ruff, mypy, bandit, pip-audit
