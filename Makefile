@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # vulnerability data, so locally pip-audit can only report what it could check.
 PIP_AUDIT_ARGS ?=
 
-.PHONY: help setup demo test lint bench up down requirements clean
+.PHONY: help setup browser demo test lint bench up down requirements clean dashboard
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -26,10 +26,18 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 setup: $(STAMP) node_modules/.package-lock.json  ## create .venv and install Python and npm dependencies
 
+# The dashboard's browser test drives Debian's Chromium through Playwright (`playwright install` would
+# download a browser, which this project never does). Skipped when it is there; needs root otherwise.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+
+browser: $(CHROMIUM)  ## install Debian's chromium for the dashboard's browser test (once, as root)
+
 demo: setup  ## run the main job on embedded defaults (local PostgreSQL + Azurite)
 	$(BIN)/totes demo
 
-test: setup  ## run the test suite against real PostgreSQL and Azurite
+test: setup browser  ## run the test suite against real PostgreSQL and Azurite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup  ## ruff, mypy, bandit, pip-audit
@@ -41,6 +49,9 @@ lint: setup  ## ruff, mypy, bandit, pip-audit
 
 bench: setup  ## benchmarks at --scale 100 (BENCH_SCALE=N to change)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+dashboard: setup  ## the dashboard on the local stack's warehouse (or WAREHOUSE_DB_URL)
+	$(BIN)/totes dashboard
 
 up: setup  ## start the local stack; eval "$$(.venv/bin/totes up)" to use it
 	$(BIN)/totes up
