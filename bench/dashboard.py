@@ -100,10 +100,10 @@ def time_render(url: str, page: str, repeat: int) -> dict[str, float]:
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    from shared.dashboard import app
+    from shared.dashboard.server import APP
 
     def render() -> float:
-        at = AppTest.from_file(app.__file__, default_timeout=120)
+        at = AppTest.from_file(str(APP), default_timeout=120)
         at.query_params["page"] = page
         started = time.perf_counter()
         at.run()
