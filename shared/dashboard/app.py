@@ -85,22 +85,38 @@ def sidebar(defaults: queries.Filters) -> tuple[queries.Page, queries.Filters]:
         key="page",
     )
     st.query_params["page"] = page
+    # Filters may come from the URL too (?from=2023-01-01&to=2023-06-30&currency=GBP,USD): shareable views.
+    start = _param_date("from", defaults.start, defaults)
+    end = _param_date("to", defaults.end, defaults)
     picked = st.sidebar.date_input(
         "Date range",
-        value=(defaults.start, defaults.end),
+        value=(start, end),
         min_value=defaults.start,
         max_value=defaults.end,
         key="dates",
         help="Sales and purchases by the order's created date, payments by their payment date",
     )
-    start, end = (picked[0], picked[-1]) if isinstance(picked, tuple) and picked else (defaults.start, defaults.end)
-    currencies = st.sidebar.multiselect("Currencies", defaults.currencies, default=defaults.currencies, key="cur")
+    if isinstance(picked, tuple) and len(picked) == 2:
+        start, end = _date(picked[0]), _date(picked[1])
+    asked_currencies = [c for c in st.query_params.get("currency", "").split(",") if c in defaults.currencies]
+    currencies = st.sidebar.multiselect(
+        "Currencies", defaults.currencies, default=asked_currencies or list(defaults.currencies), key="cur"
+    )
     st.sidebar.caption(CURRENCY_NOTE)
-    return page, queries.Filters(start=_date(start), end=_date(end), currencies=tuple(sorted(currencies)))
+    return page, queries.Filters(start=start, end=end, currencies=tuple(sorted(currencies)))
 
 
 def _date(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+def _param_date(name: str, fallback: date, defaults: queries.Filters) -> date:
+    """A date from the URL, kept inside the warehouse's range; `fallback` if absent or not a date."""
+    try:
+        asked = date.fromisoformat(st.query_params.get(name, ""))
+    except ValueError:
+        return fallback
+    return min(max(asked, defaults.start), defaults.end)
 
 
 def figure(data: dict[str, pd.DataFrame], name: str, **columns: str) -> pd.DataFrame:
@@ -132,7 +148,7 @@ def per_currency(frame: pd.DataFrame, amount: str, title: str, label: str, extra
             .mark_bar()
             .encode(
                 x=alt.X(f"{amount}:Q", title=f"{amount} ({currency})"),
-                y=alt.Y("label:N", sort="-x", title=None),
+                y=alt.Y("label:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False, labelLimit=160)),
                 tooltip=["label", alt.Tooltip(f"{amount}:Q", format=",.2f")],
             )
             .properties(height=max(120, 24 * len(part)))
@@ -153,9 +169,9 @@ def by_month(frame: pd.DataFrame, amount: str, title: str) -> None:
         return
     chart = (
         alt.Chart(frame.assign(month=pd.to_datetime(frame["label"])))
-        .mark_line(point=True)
+        .mark_bar()
         .encode(
-            x=alt.X("month:T", title="month"),
+            x=alt.X("yearmonth(month):T", title="month"),
             y=alt.Y(f"{amount}:Q", title=amount),
             tooltip=["month:T", "currency_code", alt.Tooltip(f"{amount}:Q", format=",.2f")],
         )

@@ -50,7 +50,7 @@ def url(port: int, address: str = "127.0.0.1") -> str:
 def free_port(preferred: int = DEFAULT_PORT) -> int:
     """`preferred` if nothing listens there, else a free port the system picks."""
     with socket.socket() as sock:
-        if sock.connect_ex(("127.0.0.1", preferred)) != 0:
+        if preferred and sock.connect_ex(("127.0.0.1", preferred)) != 0:
             return preferred
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
