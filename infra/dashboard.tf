@@ -16,15 +16,7 @@ locals {
   dashboard_port           = 8000
 
   # The same flags as shared.dashboard.server.command: headless, no usage statistics, no file watcher.
-  dashboard_command = join(" ", [
-    "python -m streamlit run shared/dashboard/app.py",
-    "--server.headless=true",
-    "--server.port=${local.dashboard_port}",
-    "--server.address=0.0.0.0",
-    "--browser.gatherUsageStats=false",
-    "--server.fileWatcherType=none",
-    "--client.toolbarMode=viewer",
-  ])
+  dashboard_command = "python -m streamlit run shared/dashboard/app.py --server.headless=true --server.port=${local.dashboard_port} --server.address=0.0.0.0 --browser.gatherUsageStats=false --server.fileWatcherType=none --client.toolbarMode=viewer"
 }
 
 resource "azurerm_user_assigned_identity" "dashboard" {

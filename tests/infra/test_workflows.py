@@ -100,7 +100,7 @@ def test_deploy_runs_only_when_ci_passed_for_the_same_commit(deploy: dict[str, A
     assert "pull_request_target" not in ci["on"]
     callers = {job_id: job for job_id, job in ci["jobs"].items() if job.get("uses") == "./.github/workflows/deploy.yml"}
     assert len(callers) == 1, "ci.yml calls deploy.yml from exactly one job"
-    (job_id, job), = callers.items()
+    ((job_id, job),) = callers.items()
     assert job["needs"] == ["test"], f"{job_id} must wait for the tests of the same run (same commit)"
     assert "refs/heads/main" in job["if"] and "pull_request" not in job["if"], "only main deploys"
     assert ci["on"]["push"]["branches"] == ["main"] and "workflow_dispatch" in ci["on"]
