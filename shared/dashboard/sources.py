@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from shared.extract import RUNS_PREFIX
@@ -23,6 +24,8 @@ AZURE_POSTGRES_SUFFIX = ".postgres.database.azure.com"
 # The lake layout (spec/design.md): a quarantined run's record is curated/_quarantine/<run_id>.json.
 QUARANTINE_PREFIX = "_quarantine/"
 BACKLOG_DAYS = 7
+# The pages sort and group whole fact tables (current versions): in memory rather than spilled to disk.
+WORK_MEM = "256MB"
 
 
 def connect(url: str) -> psycopg.Connection:
@@ -34,6 +37,8 @@ def connect(url: str) -> psycopg.Connection:
         params["password"] = DefaultAzureCredential().get_token(ENTRA_SCOPE).token
         params.setdefault("sslmode", "require")
     conn = psycopg.connect(**params, application_name="totes-dashboard")
+    conn.execute("SELECT set_config('work_mem', %s, false)", (WORK_MEM,))
+    conn.commit()
     conn.read_only = True
     return conn
 
@@ -60,3 +65,16 @@ def lake_runs(settings: Settings, loaded: set[str], now: datetime | None = None,
     names = sorted(lake.list(lake.curated, QUARANTINE_PREFIX), reverse=True)[:limit]
     quarantined = [lake.read_json(lake.curated, name) for name in names]
     return LakeRuns(backlog=backlog, quarantined=quarantined)
+
+
+def grant_reader(conn: psycopg.Connection, role: str) -> None:
+    """Make the existing login `role` a read-only warehouse reader: SELECT on the star, etl and views,
+    also on tables and views the connected owner creates later, and read-only transactions by default."""
+    who = sql.Identifier(role)
+    for statement in (
+        "GRANT USAGE ON SCHEMA public, etl TO {who}",
+        "GRANT SELECT ON ALL TABLES IN SCHEMA public, etl TO {who}",
+        "ALTER DEFAULT PRIVILEGES IN SCHEMA public, etl GRANT SELECT ON TABLES TO {who}",
+        "ALTER ROLE {who} SET default_transaction_read_only = on",
+    ):
+        conn.execute(sql.SQL(statement).format(who=who))
