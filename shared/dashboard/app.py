@@ -187,7 +187,7 @@ def sales_page(data: dict[str, pd.DataFrame], version: tuple[Any, ...]) -> None:
     names = {"amount": "revenue", "n": "orders", "n_2": "units"}
     totals = figure(data, "totals", **names)
     metrics(totals, {"revenue": ("Revenue", money), "orders": ("Orders", count), "units": ("Units", count)})
-    by_month(figure(data, "revenue_by_month", **names), "revenue", "Revenue per month")
+    by_month(figure(data, "by_month", **names), "revenue", "Revenue per month")
     per_currency(figure(data, "top_designs", **names), "revenue", "Top designs", "design", {"units": "units"})
     counterparties = figure(data, "top_counterparties", **names)
     per_currency(counterparties, "revenue", "Top counterparties", "counterparty", {"orders": "orders"})
@@ -208,7 +208,7 @@ def sales_page(data: dict[str, pd.DataFrame], version: tuple[Any, ...]) -> None:
             .resolve_scale(x="independent")
         )
         st.altair_chart(chart)
-    staff = figure(data, "staff_leaderboard", **names)
+    staff = figure(data, "top_staff", **names)
     per_currency(staff, "revenue", "Staff leaderboard", "staff", {"orders": "orders"})
 
 
@@ -217,7 +217,7 @@ def purchases_page(data: dict[str, pd.DataFrame], version: tuple[Any, ...]) -> N
     names = {"amount": "spend", "n": "orders", "n_2": "items"}
     totals = figure(data, "totals", **names)
     metrics(totals, {"spend": ("Spend", money), "orders": ("Orders", count), "items": ("Items", count)})
-    by_month(figure(data, "spend_by_month", **names), "spend", "Spend per month")
+    by_month(figure(data, "by_month", **names), "spend", "Spend per month")
     per_currency(figure(data, "top_suppliers", **names), "spend", "Top suppliers", "supplier", {"orders": "orders"})
     per_currency(figure(data, "top_item_codes", **names), "spend", "Top item codes", "item code", {"items": "items"})
 

@@ -47,98 +47,89 @@ def default_filters(conn: psycopg.Connection) -> Filters:
     return Filters(start=start, end=end, currencies=currencies)
 
 
-# One query per star page: every figure of the page in a single pass over the current facts (GROUPING
-# SETS), one row per (figure, currency, label); `rank` orders each figure's rows by amount within a
-# currency and the top lists keep TOP_N. Labels carry the id where names repeat (design, staff, ...).
-_RANKED = """
-    SELECT * FROM (
-        SELECT figure, currency_code, label, detail, amount, amount_2, amount_3, n, n_2,
-               row_number() OVER (PARTITION BY figure, currency_code ORDER BY amount DESC, label, detail) AS rank
-        FROM ({grouped}) grouped
-    ) ranked
-    WHERE rank <= %(top)s OR figure NOT IN ({top_figures})
-    ORDER BY figure, currency_code, rank"""
+# One query per star page: every figure of the page in one pass over the current facts (GROUPING SETS
+# on ids, names looked up for the few rows kept), one row per (figure, currency, label[, detail]) with
+# generic measures amount, amount_2, amount_3, n, n_2; `rank` orders a figure's rows by amount within a
+# currency and the top lists keep TOP_N. Labels carry the id where names repeat (designs, staff, ...).
+_FILTER = "BETWEEN %(start)s AND %(end)s AND currency_code = ANY(%(currencies)s)"
+_KEEP = "(rank <= %(top)s OR figure NOT LIKE 'top%%')"
 
+_SALES = f"""
+WITH grouped AS (
+    SELECT CASE WHEN GROUPING(created_month) = 0 THEN 'by_month' WHEN GROUPING(design_id) = 0 THEN 'top_designs'
+                WHEN GROUPING(counterparty_id) = 0 THEN 'top_counterparties'
+                WHEN GROUPING(delivery_location_id) = 0 THEN 'by_location'
+                WHEN GROUPING(staff_id) = 0 THEN 'top_staff' ELSE 'totals' END AS figure,
+           currency_code, created_month, design_id, counterparty_id, delivery_location_id, staff_id,
+           sum(revenue) AS amount, count(*) AS n, sum(units_sold) AS n_2
+    FROM sales_order_amount WHERE created_date {_FILTER}
+    GROUP BY GROUPING SETS ((currency_code), (currency_code, created_month), (currency_code, design_id),
+        (currency_code, counterparty_id), (currency_code, delivery_location_id), (currency_code, staff_id))
+), ranked AS (
+    SELECT *, row_number() OVER (PARTITION BY figure, currency_code ORDER BY amount DESC,
+        coalesce(design_id, counterparty_id, staff_id)) AS rank
+    FROM grouped WHERE figure <> 'by_location'
+)
+SELECT figure, currency_code,
+       coalesce(created_month::text, d.design_name || ' #' || r.design_id,
+                cp.counterparty_legal_name || ' #' || r.counterparty_id,
+                st.first_name || ' ' || st.last_name || ' #' || r.staff_id) AS label,
+       NULL AS detail, amount, NULL::numeric AS amount_2, NULL::numeric AS amount_3, n, n_2, rank
+FROM ranked r
+LEFT JOIN dim_design d ON d.design_id = r.design_id
+LEFT JOIN dim_counterparty cp ON cp.counterparty_id = r.counterparty_id
+LEFT JOIN dim_staff st ON st.staff_id = r.staff_id
+WHERE {_KEEP}
+UNION ALL
+SELECT 'by_location', currency_code, l.country, l.city, sum(amount), NULL, NULL, sum(n), sum(n_2), NULL
+FROM grouped g JOIN dim_location l ON l.location_id = g.delivery_location_id
+WHERE figure = 'by_location'
+GROUP BY currency_code, l.country, l.city
+ORDER BY figure, currency_code, rank, amount DESC"""
 
-def _cube(view: str, period: str, figures: dict[str, str], measures: str, top: tuple[str, ...], extra: str = "") -> str:
-    """A ranked GROUPING SETS query over the filtered rows of `view`: figure name -> grouping columns
-    (after currency_code; label first, then detail). `measures` yields amount, amount_2, amount_3, n, n_2."""
-    sets = ", ".join(f"(currency_code{', ' + cols if cols else ''})" for cols in figures.values())
-    case = " ".join(
-        f"WHEN {' AND '.join(f'GROUPING({c.strip()}) = 0' for c in cols.split(','))} THEN '{name}'"
-        for name, cols in figures.items()
-        if cols
-    )
-    totals = next(name for name, cols in figures.items() if not cols)
-    labels = [cols.split(",")[0].strip() for cols in figures.values() if cols]
-    details = [cols.split(",")[1].strip() for cols in figures.values() if "," in cols]
-    grouped = f"""
-        SELECT CASE {case} ELSE '{totals}' END AS figure, currency_code,
-               coalesce({", ".join(f"{c}::text" for c in labels)}) AS label,
-               coalesce({", ".join(f"{c}::text" for c in details) or "NULL"}) AS detail,
-               {measures}
-        FROM (SELECT *{extra} FROM {view}
-              WHERE {period} BETWEEN %(start)s AND %(end)s AND currency_code = ANY(%(currencies)s)) filtered
-        GROUP BY GROUPING SETS ({sets})"""
-    return _RANKED.format(grouped=grouped, top_figures=", ".join(f"'{t}'" for t in top) or "''")
+_PURCHASES = f"""
+WITH grouped AS (
+    SELECT CASE WHEN GROUPING(created_month) = 0 THEN 'by_month' WHEN GROUPING(counterparty_id) = 0 THEN 'top_suppliers'
+                WHEN GROUPING(item_code) = 0 THEN 'top_item_codes' ELSE 'totals' END AS figure,
+           currency_code, created_month, counterparty_id, item_code,
+           sum(spend) AS amount, count(*) AS n, sum(item_quantity) AS n_2
+    FROM purchase_order_amount WHERE created_date {_FILTER}
+    GROUP BY GROUPING SETS ((currency_code), (currency_code, created_month), (currency_code, counterparty_id),
+        (currency_code, item_code))
+), ranked AS (
+    SELECT *, row_number() OVER (PARTITION BY figure, currency_code ORDER BY amount DESC, counterparty_id, item_code)
+        AS rank
+    FROM grouped
+)
+SELECT figure, currency_code,
+       coalesce(created_month::text, cp.counterparty_legal_name || ' #' || r.counterparty_id, item_code) AS label,
+       NULL AS detail, amount, NULL::numeric AS amount_2, NULL::numeric AS amount_3, n, n_2, rank
+FROM ranked r LEFT JOIN dim_counterparty cp ON cp.counterparty_id = r.counterparty_id
+WHERE {_KEEP}
+ORDER BY figure, currency_code, rank"""
 
+# Overdue buckets are labelled '<n> <text>' so that they sort in order.
+_PAYMENTS = f"""
+SELECT CASE WHEN GROUPING(payment_month) = 0 THEN 'by_type_month' WHEN GROUPING(overdue_by) = 0 THEN 'overdue'
+            ELSE 'totals' END AS figure,
+       currency_code, coalesce(payment_month::text, overdue_by) AS label, payment_type_name AS detail,
+       coalesce(sum(payment_amount) FILTER (WHERE paid), 0) AS amount,
+       coalesce(sum(payment_amount) FILTER (WHERE NOT paid), 0) AS amount_2,
+       coalesce(sum(payment_amount) FILTER (WHERE days_overdue > 0), 0) AS amount_3,
+       count(*) AS n, count(*) FILTER (WHERE days_overdue > 0) AS n_2, NULL AS rank
+FROM (
+    SELECT *, CASE WHEN days_overdue = 0 THEN '0 not overdue' WHEN days_overdue <= 30 THEN '1 1-30 days'
+                   WHEN days_overdue <= 90 THEN '2 31-90 days' WHEN days_overdue <= 365 THEN '3 91-365 days'
+                   ELSE '4 over a year' END AS overdue_by
+    FROM payment_detail WHERE payment_date {_FILTER}
+) p
+GROUP BY GROUPING SETS ((currency_code), (currency_code, payment_month, payment_type_name), (currency_code, overdue_by))
+ORDER BY figure, currency_code, label, detail"""
 
 SQL: dict[Page, dict[str, str]] = {
-    "sales": {
-        "figures": _cube(
-            "sales_order_detail",
-            "created_date",
-            {
-                "totals": "",
-                "revenue_by_month": "created_month",
-                "top_designs": "design_label",
-                "top_counterparties": "counterparty_label",
-                "by_location": "delivery_country, delivery_city",
-                "staff_leaderboard": "staff_label",
-            },
-            "sum(revenue) AS amount, NULL::numeric AS amount_2, NULL::numeric AS amount_3, "
-            "count(*) AS n, sum(units_sold) AS n_2",
-            ("top_designs", "top_counterparties", "staff_leaderboard"),
-            ", design_name || ' #' || design_id AS design_label"
-            ", counterparty_legal_name || ' #' || counterparty_id AS counterparty_label"
-            ", staff_name || ' #' || staff_id AS staff_label",
-        ),
-    },
-    "purchases": {
-        "figures": _cube(
-            "purchase_order_detail",
-            "created_date",
-            {
-                "totals": "",
-                "spend_by_month": "created_month",
-                "top_suppliers": "supplier_label",
-                "top_item_codes": "item_code",
-            },
-            "sum(spend) AS amount, NULL::numeric AS amount_2, NULL::numeric AS amount_3, "
-            "count(*) AS n, sum(item_quantity) AS n_2",
-            ("top_suppliers", "top_item_codes"),
-            ", supplier_name || ' #' || counterparty_id AS supplier_label",
-        ),
-    },
-    "payments": {
-        "figures": _cube(
-            "payment_detail",
-            "payment_date",
-            {
-                "totals": "",
-                "by_type_month": "payment_month, payment_type_name",
-                "overdue": "overdue_by",
-            },
-            "coalesce(sum(payment_amount) FILTER (WHERE paid), 0) AS amount, "
-            "coalesce(sum(payment_amount) FILTER (WHERE NOT paid), 0) AS amount_2, "
-            "coalesce(sum(payment_amount) FILTER (WHERE days_overdue > 0), 0) AS amount_3, "
-            "count(*) AS n, count(*) FILTER (WHERE days_overdue > 0) AS n_2",
-            (),
-            ", CASE WHEN days_overdue = 0 THEN '0 not overdue' WHEN days_overdue <= 30 THEN '1 1-30 days'"
-            " WHEN days_overdue <= 90 THEN '2 31-90 days' WHEN days_overdue <= 365 THEN '3 91-365 days'"
-            " ELSE '4 over a year' END AS overdue_by",
-        ),
-    },
+    "sales": {"figures": _SALES},
+    "purchases": {"figures": _PURCHASES},
+    "payments": {"figures": _PAYMENTS},
     "pipeline": {
         "freshness": "SELECT * FROM pipeline_freshness",
         "runs": f"""

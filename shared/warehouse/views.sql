@@ -59,8 +59,9 @@ CREATE OR REPLACE TRIGGER fact_payment_current AFTER INSERT ON fact_payment
     REFERENCING NEW TABLE AS new_versions FOR EACH STATEMENT
     EXECUTE FUNCTION etl.mark_current_versions('payment_id', 'payment_record_id', 'last_updated');
 
--- One row per current sales order, with the names the charts group by; revenue = units_sold * unit_price.
-CREATE OR REPLACE VIEW sales_order_detail AS
+-- One row per current sales order, ids only (what the dashboard aggregates before it looks names up);
+-- revenue = units_sold * unit_price in the order's currency.
+CREATE OR REPLACE VIEW sales_order_amount AS
 SELECT
     s.sales_order_id,
     s.created_date,
@@ -70,27 +71,33 @@ SELECT
     s.unit_price,
     s.units_sold * s.unit_price AS revenue,
     s.design_id,
-    d.design_name,
     s.counterparty_id,
-    cp.counterparty_legal_name,
     s.agreed_delivery_location_id AS delivery_location_id,
-    l.city AS delivery_city,
-    l.country AS delivery_country,
     s.sales_staff_id AS staff_id,
-    st.first_name || ' ' || st.last_name AS staff_name,
-    st.department_name,
     s.agreed_payment_date,
     s.agreed_delivery_date
 FROM fact_sales_order s
 JOIN dim_currency c USING (currency_id)
-JOIN dim_design d USING (design_id)
-JOIN dim_counterparty cp USING (counterparty_id)
-JOIN dim_location l ON l.location_id = s.agreed_delivery_location_id
-JOIN dim_staff st ON st.staff_id = s.sales_staff_id
 WHERE s.etl_current;
 
--- One row per current purchase order; spend = item_quantity * item_unit_price, supplier = counterparty.
-CREATE OR REPLACE VIEW purchase_order_detail AS
+-- The same with the names analysts group by.
+CREATE OR REPLACE VIEW sales_order_detail AS
+SELECT
+    s.*,
+    d.design_name,
+    cp.counterparty_legal_name,
+    l.city AS delivery_city,
+    l.country AS delivery_country,
+    st.first_name || ' ' || st.last_name AS staff_name,
+    st.department_name
+FROM sales_order_amount s
+JOIN dim_design d USING (design_id)
+JOIN dim_counterparty cp USING (counterparty_id)
+JOIN dim_location l ON l.location_id = s.delivery_location_id
+JOIN dim_staff st USING (staff_id);
+
+-- One row per current purchase order, ids only; spend = item_quantity * item_unit_price.
+CREATE OR REPLACE VIEW purchase_order_amount AS
 SELECT
     p.purchase_order_id,
     p.created_date,
@@ -101,14 +108,18 @@ SELECT
     p.item_unit_price,
     p.item_quantity * p.item_unit_price AS spend,
     p.counterparty_id,
-    cp.counterparty_legal_name AS supplier_name,
     p.staff_id,
     p.agreed_payment_date,
     p.agreed_delivery_date
 FROM fact_purchase_order p
 JOIN dim_currency c USING (currency_id)
-JOIN dim_counterparty cp USING (counterparty_id)
 WHERE p.etl_current;
+
+-- The same with the supplier's name (the counterparty of a purchase order).
+CREATE OR REPLACE VIEW purchase_order_detail AS
+SELECT p.*, cp.counterparty_legal_name AS supplier_name
+FROM purchase_order_amount p
+JOIN dim_counterparty cp USING (counterparty_id);
 
 -- One row per current payment, with the agreed payment date of the order it settles (through
 -- dim_transaction) and, while unpaid, how many days it is past that date (0 when not yet due).
