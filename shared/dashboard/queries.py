@@ -35,7 +35,13 @@ class Filters:
 
     def params(self) -> dict[str, object]:
         """The filters as query parameters."""
-        return {"start": self.start, "end": self.end, "currencies": list(self.currencies), "top": TOP_N}
+        return {
+            "start": self.start,
+            "end": self.end,
+            "currencies": list(self.currencies),
+            "top": TOP_N,
+            "recent": RECENT_RUNS,
+        }
 
 
 def default_filters(conn: psycopg.Connection) -> Filters:
@@ -51,10 +57,8 @@ def default_filters(conn: psycopg.Connection) -> Filters:
 # on ids, names looked up for the few rows kept), one row per (figure, currency, label[, detail]) with
 # generic measures amount, amount_2, amount_3, n, n_2; `rank` orders a figure's rows by amount within a
 # currency and the top lists keep TOP_N. Labels carry the id where names repeat (designs, staff, ...).
-_FILTER = "BETWEEN %(start)s AND %(end)s AND currency_code = ANY(%(currencies)s)"
-_KEEP = "(rank <= %(top)s OR figure NOT LIKE 'top%%')"
 
-_SALES = f"""
+_SALES = """
 WITH grouped AS (
     SELECT CASE WHEN GROUPING(created_month) = 0 THEN 'by_month' WHEN GROUPING(design_id) = 0 THEN 'top_designs'
                 WHEN GROUPING(counterparty_id) = 0 THEN 'top_counterparties'
@@ -62,7 +66,7 @@ WITH grouped AS (
                 WHEN GROUPING(staff_id) = 0 THEN 'top_staff' ELSE 'totals' END AS figure,
            currency_code, created_month, design_id, counterparty_id, delivery_location_id, staff_id,
            sum(revenue) AS amount, count(*) AS n, sum(units_sold) AS n_2
-    FROM sales_order_amount WHERE created_date {_FILTER}
+    FROM sales_order_amount WHERE created_date BETWEEN %(start)s AND %(end)s AND currency_code = ANY(%(currencies)s)
     GROUP BY GROUPING SETS ((currency_code), (currency_code, created_month), (currency_code, design_id),
         (currency_code, counterparty_id), (currency_code, delivery_location_id), (currency_code, staff_id))
 ), ranked AS (
@@ -79,7 +83,7 @@ FROM ranked r
 LEFT JOIN dim_design d ON d.design_id = r.design_id
 LEFT JOIN dim_counterparty cp ON cp.counterparty_id = r.counterparty_id
 LEFT JOIN dim_staff st ON st.staff_id = r.staff_id
-WHERE {_KEEP}
+WHERE (rank <= %(top)s OR figure NOT LIKE 'top%%')
 UNION ALL
 SELECT 'by_location', currency_code, l.country, l.city, sum(amount), NULL, NULL, sum(n), sum(n_2), NULL
 FROM grouped g JOIN dim_location l ON l.location_id = g.delivery_location_id
@@ -87,13 +91,13 @@ WHERE figure = 'by_location'
 GROUP BY currency_code, l.country, l.city
 ORDER BY figure, currency_code, rank, amount DESC"""
 
-_PURCHASES = f"""
+_PURCHASES = """
 WITH grouped AS (
     SELECT CASE WHEN GROUPING(created_month) = 0 THEN 'by_month' WHEN GROUPING(counterparty_id) = 0 THEN 'top_suppliers'
                 WHEN GROUPING(item_code) = 0 THEN 'top_item_codes' ELSE 'totals' END AS figure,
            currency_code, created_month, counterparty_id, item_code,
            sum(spend) AS amount, count(*) AS n, sum(item_quantity) AS n_2
-    FROM purchase_order_amount WHERE created_date {_FILTER}
+    FROM purchase_order_amount WHERE created_date BETWEEN %(start)s AND %(end)s AND currency_code = ANY(%(currencies)s)
     GROUP BY GROUPING SETS ((currency_code), (currency_code, created_month), (currency_code, counterparty_id),
         (currency_code, item_code))
 ), ranked AS (
@@ -105,11 +109,11 @@ SELECT figure, currency_code,
        coalesce(created_month::text, cp.counterparty_legal_name || ' #' || r.counterparty_id, item_code) AS label,
        NULL AS detail, amount, NULL::numeric AS amount_2, NULL::numeric AS amount_3, n, n_2, rank
 FROM ranked r LEFT JOIN dim_counterparty cp ON cp.counterparty_id = r.counterparty_id
-WHERE {_KEEP}
+WHERE (rank <= %(top)s OR figure NOT LIKE 'top%%')
 ORDER BY figure, currency_code, rank"""
 
 # Overdue buckets are labelled '<n> <text>' so that they sort in order.
-_PAYMENTS = f"""
+_PAYMENTS = """
 SELECT CASE WHEN GROUPING(payment_month) = 0 THEN 'by_type_month' WHEN GROUPING(overdue_by) = 0 THEN 'overdue'
             ELSE 'totals' END AS figure,
        currency_code, coalesce(payment_month::text, overdue_by) AS label, payment_type_name AS detail,
@@ -121,7 +125,7 @@ FROM (
     SELECT *, CASE WHEN days_overdue = 0 THEN '0 not overdue' WHEN days_overdue <= 30 THEN '1 1-30 days'
                    WHEN days_overdue <= 90 THEN '2 31-90 days' WHEN days_overdue <= 365 THEN '3 91-365 days'
                    ELSE '4 over a year' END AS overdue_by
-    FROM payment_detail WHERE payment_date {_FILTER}
+    FROM payment_detail WHERE payment_date BETWEEN %(start)s AND %(end)s AND currency_code = ANY(%(currencies)s)
 ) p
 GROUP BY GROUPING SETS ((currency_code), (currency_code, payment_month, payment_type_name), (currency_code, overdue_by))
 ORDER BY figure, currency_code, label, detail"""
@@ -132,13 +136,13 @@ SQL: dict[Page, dict[str, str]] = {
     "payments": {"figures": _PAYMENTS},
     "pipeline": {
         "freshness": "SELECT * FROM pipeline_freshness",
-        "runs": f"""
+        "runs": """
             SELECT run_id, loaded_at, extracted_at, total_rows, load_seconds, lag_seconds
-            FROM pipeline_run ORDER BY loaded_at DESC, run_id DESC LIMIT {RECENT_RUNS}""",
-        "rows_per_table": f"""
+            FROM pipeline_run ORDER BY loaded_at DESC, run_id DESC LIMIT %(recent)s""",
+        "rows_per_table": """
             SELECT run_id, loaded_at, table_name, row_count FROM pipeline_run_rows
             WHERE run_id IN (SELECT run_id FROM pipeline_run ORDER BY loaded_at DESC, run_id DESC
-                             LIMIT {RECENT_RUNS})
+                             LIMIT %(recent)s)
             ORDER BY loaded_at, table_name""",
     },
 }

@@ -5,14 +5,14 @@ Streamlit runs headless and never phones home (the network may be closed; usage 
 
 from __future__ import annotations
 
-import contextlib
+import http.client
+import ipaddress
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -43,7 +43,11 @@ def command(port: int, address: str = "127.0.0.1") -> list[str]:
 
 def url(port: int, address: str = "127.0.0.1") -> str:
     """The address a browser opens."""
-    host = "localhost" if address in ("127.0.0.1", "0.0.0.0") else address  # noqa: S104 - a name, not a bind
+    try:
+        ip = ipaddress.ip_address(address)
+        host = "localhost" if ip.is_loopback or ip.is_unspecified else address
+    except ValueError:  # a host name
+        host = address
     return f"http://{host}:{port}/"
 
 
@@ -60,13 +64,18 @@ def free_port(preferred: int = DEFAULT_PORT) -> int:
 def wait_ready(port: int, timeout_s: float = 60.0, process: subprocess.Popen[bytes] | None = None) -> None:
     """Wait until the server on `port` answers its health check; TransientError after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
-    health = f"http://127.0.0.1:{port}/_stcore/health"
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise TransientError(f"dashboard: the server exited with code {process.returncode} before it was ready")
-        with contextlib.suppress(OSError), urllib.request.urlopen(health, timeout=2) as response:
-            if response.status == 200:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            connection.request("GET", "/_stcore/health")
+            if connection.getresponse().status == 200:
                 return
+        except OSError:
+            pass  # not listening yet
+        finally:
+            connection.close()
         time.sleep(0.2)
     raise TransientError(f"dashboard: no answer on port {port} within {timeout_s:.0f} s")
 
