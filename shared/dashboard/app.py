@@ -289,9 +289,9 @@ def pipeline_page(data: dict[str, pd.DataFrame], version: tuple[Any, ...]) -> No
         alt.Chart(rows)
         .mark_line(point=True)
         .encode(
-            x=alt.X("loaded_at:T", title="loaded at"),
+            x=alt.X("loaded_at:T", title="loaded at", axis=alt.Axis(format="%Y-%m-%d %H:%M", labelAngle=-30)),
             y=alt.Y("row_count:Q", scale=alt.Scale(type="symlog"), title="rows (symlog)"),
-            color=alt.Color("table_name:N", title="table"),
+            color=alt.Color("table_name:N", title="table", legend=alt.Legend(orient="bottom", columns=4)),
             tooltip=["run_id", "table_name", "row_count"],
         )
         .properties(height=260)
@@ -303,8 +303,8 @@ def pipeline_page(data: dict[str, pd.DataFrame], version: tuple[Any, ...]) -> No
         alt.Chart(long.dropna())
         .mark_line(point=True)
         .encode(
-            x=alt.X("loaded_at:T", title="loaded at"),
-            y=alt.Y("value:Q", title="seconds"),
+            x=alt.X("loaded_at:T", title="loaded at", axis=alt.Axis(format="%Y-%m-%d %H:%M", labelAngle=-30)),
+            y=alt.Y("value:Q", title="seconds (symlog)", scale=alt.Scale(type="symlog")),
             color="measure:N",
             tooltip=["run_id", "measure", alt.Tooltip("value:Q", format=",.1f")],
         )
@@ -312,7 +312,11 @@ def pipeline_page(data: dict[str, pd.DataFrame], version: tuple[Any, ...]) -> No
     )
     st.altair_chart(lag, width="stretch")
     st.subheader("Last runs")
-    last = runs.head(20).assign(total_rows=runs["total_rows"].head(20).map(count))
+    last = runs.head(20).assign(
+        total_rows=runs["total_rows"].head(20).map(count),
+        load_seconds=runs["load_seconds"].head(20).round(2),
+        lag_seconds=runs["lag_seconds"].head(20).round(1),
+    )
     st.table(last[["run_id", "loaded_at", "total_rows", "load_seconds", "lag_seconds"]].set_index("run_id"))
 
 
