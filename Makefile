@@ -27,10 +27,13 @@ node_modules/.package-lock.json: package.json package-lock.json
 setup: $(STAMP) node_modules/.package-lock.json  ## create .venv and install Python and npm dependencies
 
 # The dashboard's browser test drives Debian's Chromium through Playwright (`playwright install` would
-# download a browser, which this project never does). Skipped when it is there; needs root otherwise.
-CHROMIUM := /usr/bin/chromium
+# download a browser, which this project never does). Skipped when CHROMIUM exists (CI points it at the
+# runner's Chrome); installed with apt-get otherwise, through sudo unless we are root.
+export CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 $(CHROMIUM):
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium
 
 browser: $(CHROMIUM)  ## install Debian's chromium for the dashboard's browser test (once, as root)
 

@@ -20,7 +20,8 @@ from shared.settings import load_settings
 from shared.source.simulate import simulate
 from tests.conftest import PROJECT_ROOT, _create_database, _drop_database
 
-CHROMIUM = "/usr/bin/chromium"
+# Debian's chromium (`make browser`), or the browser CHROMIUM names (CI: the runner's Chrome).
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 # As root in a closed network: no sandbox, and none of Chromium's own background connections.
 CHROMIUM_ARGS = [
     "--no-sandbox",
