@@ -81,9 +81,10 @@ def bench_warehouse(urls: StackUrls, scale: int, reload: bool) -> str:
 def time_queries(url: str, page: str, repeat: int) -> list[dict[str, Any]]:
     """Every query of `page` with the default filters: best seconds of `repeat` runs and rows returned."""
     from shared.dashboard import queries
+    from shared.dashboard.sources import connect
 
     results = []
-    with psycopg.connect(url) as conn:
+    with connect(url) as conn:  # the dashboard's own session settings
         filters = queries.default_filters(conn)
         for name, query, params in queries.page_queries(page, filters):
             best, rows = float("inf"), 0
