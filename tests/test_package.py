@@ -21,7 +21,8 @@ from tests.conftest import PROJECT_ROOT
 
 INDEX = """
 import json, function_app
-print(json.dumps({str(f.get_function_name()): json.loads(f.get_function_json()) for f in function_app.app.get_functions()}))
+functions = function_app.app.get_functions()
+print(json.dumps({str(f.get_function_name()): json.loads(f.get_function_json()) for f in functions}))
 """
 
 
