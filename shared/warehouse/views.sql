@@ -121,8 +121,18 @@ SELECT p.*, cp.counterparty_legal_name AS supplier_name
 FROM purchase_order_amount p
 JOIN dim_counterparty cp USING (counterparty_id);
 
--- One row per current payment, with the agreed payment date of the order it settles (through
--- dim_transaction) and, while unpaid, how many days it is past that date (0 when not yet due).
+-- The agreed payment date of the current version of the order each transaction settles. Inner joins on
+-- purpose: a left join from dim_transaction on sales_order_id would hash the purchase transactions'
+-- NULL keys into one bucket, which a parallel hash join cannot split (it then ran for minutes at x100).
+CREATE OR REPLACE VIEW transaction_agreed_payment AS
+SELECT t.transaction_id, s.agreed_payment_date
+FROM dim_transaction t JOIN fact_sales_order s ON s.sales_order_id = t.sales_order_id AND s.etl_current
+UNION ALL
+SELECT t.transaction_id, p.agreed_payment_date
+FROM dim_transaction t JOIN fact_purchase_order p ON p.purchase_order_id = t.purchase_order_id AND p.etl_current;
+
+-- One row per current payment, with the agreed payment date of the order it settles (its own
+-- payment_date where the order is unknown) and, while unpaid, how many days it is past that date.
 CREATE OR REPLACE VIEW payment_detail AS
 SELECT
     p.payment_id,
@@ -131,21 +141,18 @@ SELECT
     date_trunc('month', p.payment_date)::date AS payment_month,
     c.currency_code,
     pt.payment_type_name,
-    t.transaction_type,
     p.paid,
     p.payment_amount,
     p.counterparty_id,
-    coalesce(so.agreed_payment_date, po.agreed_payment_date, p.payment_date) AS agreed_payment_date,
+    coalesce(a.agreed_payment_date, p.payment_date) AS agreed_payment_date,
     CASE
         WHEN p.paid THEN 0
-        ELSE greatest(current_date - coalesce(so.agreed_payment_date, po.agreed_payment_date, p.payment_date), 0)
+        ELSE greatest(current_date - coalesce(a.agreed_payment_date, p.payment_date), 0)
     END AS days_overdue
 FROM fact_payment p
 JOIN dim_currency c USING (currency_id)
 JOIN dim_payment_type pt USING (payment_type_id)
-JOIN dim_transaction t USING (transaction_id)
-LEFT JOIN fact_sales_order so ON so.sales_order_id = t.sales_order_id AND so.etl_current
-LEFT JOIN fact_purchase_order po ON po.purchase_order_id = t.purchase_order_id AND po.etl_current
+LEFT JOIN transaction_agreed_payment a USING (transaction_id)
 WHERE p.etl_current;
 
 -- The pipeline's runs from the ledger: one row per loaded run, rows per table unnested, and the lag
