@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # vulnerability data, so locally pip-audit can only report what it could check.
 PIP_AUDIT_ARGS ?=
 
-.PHONY: help setup demo test lint bench up down requirements clean
+.PHONY: help setup browser demo test lint bench up down requirements clean dashboard
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -26,10 +26,21 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 setup: $(STAMP) node_modules/.package-lock.json  ## create .venv and install Python and npm dependencies
 
+# The dashboard's browser test drives Debian's Chromium through Playwright (`playwright install` would
+# download a browser, which this project never does). Skipped when CHROMIUM exists (CI points it at the
+# runner's Chrome); installed with apt-get otherwise, through sudo unless we are root.
+export CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium
+
+browser: $(CHROMIUM)  ## install Debian's chromium for the dashboard's browser test (once, as root)
+
 demo: setup  ## run the main job on embedded defaults (local PostgreSQL + Azurite)
 	$(BIN)/totes demo
 
-test: setup  ## run the test suite against real PostgreSQL and Azurite; coverage >= 90% overall, >= 80% per module
+test: setup browser  ## run the test suite against real PostgreSQL and Azurite; coverage >= 90% overall, >= 80% per module
 	mkdir -p .local
 	# The fixtures' servers live under this checkout's own temp folder: pytest prunes older folders in the
 	# shared /tmp/pytest-of-$$USER, which would stop the servers of another checkout's run mid-way.
@@ -45,6 +56,9 @@ lint: setup  ## ruff, mypy, bandit, pip-audit
 
 bench: setup  ## benchmarks at --scale 100 (BENCH_SCALE=N to change)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+dashboard: setup  ## the dashboard on the local stack's warehouse (or WAREHOUSE_DB_URL)
+	$(BIN)/totes dashboard
 
 up: setup  ## start the local stack; eval "$$(.venv/bin/totes up)" to use it
 	$(BIN)/totes up

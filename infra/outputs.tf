@@ -74,3 +74,13 @@ output "transform_event_subscription_name" {
   description = "Event Grid subscription that delivers raw/_runs/*.json to transform (exists when transform_events_enabled)."
   value       = local.names.event_grid_subscr
 }
+
+output "dashboard_url" {
+  description = "Address of the dashboard (Entra sign-in required); null when dashboard_enabled is false."
+  value       = var.dashboard_enabled ? "https://${azurerm_linux_web_app.dashboard[0].default_hostname}/" : null
+}
+
+output "dashboard_warehouse_role" {
+  description = "PostgreSQL role of the dashboard's identity; the warehouse's Entra admin creates it read-only (docs/deploy.md)."
+  value       = var.dashboard_enabled ? local.dashboard_warehouse_role : null
+}

@@ -324,3 +324,51 @@ variable "freshness_threshold_minutes" {
     error_message = "freshness_threshold_minutes must be between 10 and 600."
   }
 }
+
+# ---------------------------------------------------------------------------------------------
+# The dashboard (infra/dashboard.tf)
+# ---------------------------------------------------------------------------------------------
+
+variable "dashboard_enabled" {
+  description = "Deploy the dashboard App Service (Streamlit behind Entra sign-in). Needs dashboard_entra_client_id."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = var.dashboard_enabled == true || var.dashboard_enabled == false
+    error_message = "dashboard_enabled must be true or false."
+  }
+}
+
+variable "dashboard_entra_client_id" {
+  description = "Client ID of the Entra app registration users sign in to the dashboard with (App Service authentication); its redirect URI is https://<app>/.auth/login/aad/callback."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.dashboard_entra_client_id == null || can(regex("^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$", var.dashboard_entra_client_id))
+    error_message = "dashboard_entra_client_id must be a GUID or null."
+  }
+}
+
+variable "dashboard_sku_name" {
+  description = "App Service plan SKU of the dashboard (Linux). B1 is enough for a handful of analysts."
+  type        = string
+  default     = "B1"
+
+  validation {
+    condition     = contains(["B1", "B2", "B3", "S1", "S2", "S3", "P0v3", "P1v3", "P2v3"], var.dashboard_sku_name)
+    error_message = "dashboard_sku_name must be a Linux App Service SKU that supports always_on (B1..B3, S1..S3, P0v3..P2v3)."
+  }
+}
+
+variable "dashboard_subnet_id" {
+  description = "Optional subnet for the dashboard's VNet integration (outbound to a private warehouse); null for none."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.dashboard_subnet_id == null || can(regex("/subnets/[^/]+$", var.dashboard_subnet_id))
+    error_message = "dashboard_subnet_id must be a subnet resource ID or null."
+  }
+}

@@ -71,7 +71,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     """Stop the local stack."""
-    stopped = LocalStack(args.local_dir).down()
+    from shared.dashboard import server
+
+    dashboard = server.stop_detached(args.local_dir)
+    stopped = LocalStack(args.local_dir).down() + (["dashboard"] if dashboard else [])
     say("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     return 0
 
@@ -113,8 +116,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
     settings = stack_settings(args.local_dir).require("source", "warehouse", "lake")
     run_demo(settings, changes=args.changes, seed=args.seed, say=say)
+    from shared.dashboard import server
+
+    port = server.start_detached(args.local_dir, dashboard_env(settings), server.DEFAULT_PORT)
     say(f"demo finished in {time.monotonic() - started:.1f} s")
     say('next: eval "$(totes up)"; totes simulate --changes 100; totes run --once; totes status; totes down')
+    print(f"dashboard: {server.url(port)} (running in the background; totes down stops it)")
     return 0
 
 
@@ -223,6 +230,37 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def dashboard_env(settings: Settings) -> dict[str, str]:
+    """The settings the dashboard server needs: the warehouse and, where there is one, the lake."""
+    assert settings.warehouse_db_url is not None
+    env = {"WAREHOUSE_DB_URL": settings.warehouse_db_url.reveal()}
+    if settings.lake and settings.lake.connection_string:
+        env["LAKE_STORAGE"] = settings.lake.connection_string.reveal()
+    env.update(RAW_CONTAINER=settings.raw_container, CURATED_CONTAINER=settings.curated_container)
+    return env
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """Serve the dashboard on the warehouse (and lake) of the local stack or the environment until Ctrl-C."""
+    import os
+    import subprocess
+
+    from shared.dashboard import server
+
+    settings = stack_settings(args.local_dir).require("warehouse")
+    port = server.free_port(args.port)
+    process = subprocess.Popen(server.command(port, args.address), env={**os.environ, **dashboard_env(settings)})
+    try:
+        server.wait_ready(port, process=process)
+        say(f"dashboard: {server.url(port, args.address)} (Ctrl-C stops it)")
+        return process.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 def print_cycle(summary: CycleSummary) -> None:
     """Print a cycle's final summary: rows per warehouse table, duration per stage, lag."""
     if summary.extract.yielded:
@@ -301,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--limit", type=int, default=10, help="how many runs to show")
     verify = command("verify", cmd_verify, "compare the warehouse with the source, every column; exit 1 if they differ")
     verify.add_argument("--table", action="append", metavar="TABLE", help="only this star table (repeatable)")
+    dashboard = command("dashboard", cmd_dashboard, "serve the dashboard on the warehouse until Ctrl-C")
+    dashboard.add_argument("--port", type=int, default=8501, help="port to listen on (a free one if taken)")
+    dashboard.add_argument("--address", default="127.0.0.1", help="address to listen on")
     return parser
 
 

@@ -75,7 +75,8 @@ def test_the_package_ships_the_runtime_code_only(package: Path) -> None:
     shipped = {str(p.relative_to(package)) for p in package.rglob("*") if ".python_packages" not in p.parts}
     assert {"function_app.py", "host.json", "requirements.txt", "shared/settings.py"} <= shipped
     assert "shared/warehouse/schema.sql" in shipped, "the load creates the warehouse from it"
-    for left_out in ("tests", "bench", "docs", "infra", "shared/local", "shared/cli.py"):
+    assert "shared/warehouse/views.sql" in shipped, "and its analysts' views from this one"
+    for left_out in ("tests", "bench", "docs", "infra", "shared/local", "shared/cli.py", "shared/dashboard"):
         assert left_out not in shipped, f"{left_out} is local-only and must not be deployed (.funcignore)"
     assert not any(name.endswith(".jsonl.gz") for name in shipped), "the snapshot is not shipped"
     assert not any(name.startswith(".git") or name == "local.settings.json" for name in shipped)

@@ -11,8 +11,8 @@ _DDL_LOCK = 0x7074_6573
 
 
 def schema_sql() -> str:
-    """The warehouse DDL as one idempotent SQL script."""
-    return resources.files("shared.warehouse").joinpath("schema.sql").read_text()
+    """The warehouse DDL as one idempotent SQL script: the tables, then the analysts' views (views.sql)."""
+    return "\n".join(resources.files("shared.warehouse").joinpath(f).read_text() for f in ("schema.sql", "views.sql"))
 
 
 def apply_schema(conn: psycopg.Connection) -> None:
