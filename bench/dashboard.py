@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from psycopg import sql
 
 from bench.extract import bench_source, say
 from bench.pipeline import RESULTS, create_db
+from shared.dashboard.queries import Page
 from shared.local.stack import LocalStack, StackUrls, with_database
 
 
@@ -78,7 +78,7 @@ def bench_warehouse(urls: StackUrls, scale: int, reload: bool) -> str:
     return url
 
 
-def time_queries(url: str, page: str, repeat: int) -> list[dict[str, Any]]:
+def time_queries(url: str, page: Page, repeat: int) -> list[dict[str, Any]]:
     """Every query of `page` with the default filters: best seconds of `repeat` runs and rows returned."""
     from shared.dashboard import queries
     from shared.dashboard.sources import connect
@@ -160,4 +160,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
