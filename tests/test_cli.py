@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from shared.cli import build_parser, main
+from shared.dashboard import server
 from shared.lake import Lake
 from shared.local.stack import StackUrls
 
@@ -139,7 +140,11 @@ def pipeline_env(
 def test_demo_runs_two_cycles_and_shows_the_history_it_created(
     pipeline_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["--local-dir", str(tmp_path / "unused"), "demo", "--changes", "40", "--seed", "2"]) == 0
+    local = tmp_path / "unused"
+    try:
+        assert main(["--local-dir", str(local), "demo", "--changes", "40", "--seed", "2"]) == 0
+    finally:
+        dashboard_was_running = server.stop_detached(local)
 
     out = capsys.readouterr().out
     assert re.search(r"fact_sales_order\s+11,187", out)
@@ -147,7 +152,9 @@ def test_demo_runs_two_cycles_and_shows_the_history_it_created(
     history = re.search(r"history created by run (\S+):", out)
     assert history and re.search(r"fact_sales_order\s+\d+ rows,\s+\d+ new versions", out)
     assert "every version (oldest first):" in out
-    assert not (tmp_path / "unused").exists()
+    assert dashboard_was_running and re.search(r"^dashboard: http://\S+:\d+/", out, re.M)
+    # the settings were given: no local stack was started, only the dashboard's pid and log are there
+    assert sorted(p.name for p in local.iterdir()) == ["dashboard.log"]
 
 
 def test_each_stage_by_its_command_then_status(
