@@ -44,7 +44,8 @@ test: setup browser  ## run the test suite against real PostgreSQL and Azurite; 
 	mkdir -p .local
 	# The fixtures' servers live under this checkout's own temp folder: pytest prunes older folders in the
 	# shared /tmp/pytest-of-$$USER, which would stop the servers of another checkout's run mid-way.
-	$(BIN)/python -m pytest --basetemp=.local/pytest --cov --cov-report=term --cov-report=json:.local/coverage.json $(PYTEST_ARGS)
+	# Two workers (pytest-xdist), one per core, each with its own PostgreSQL and Azurite; -n 0 runs serially.
+	$(BIN)/python -m pytest -n 2 --basetemp=.local/pytest --cov --cov-report=term --cov-report=json:.local/coverage.json $(PYTEST_ARGS)
 	$(BIN)/python tests/coverage_floor.py .local/coverage.json
 
 lint: setup  ## ruff, mypy, bandit, pip-audit
