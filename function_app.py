@@ -7,10 +7,10 @@ import azure.functions as func
 import shared.extract
 from shared import redact, telemetry
 from shared.backlog import record_backlog
-from shared.drain import drain_backlog, drain_blob, drain_loads
+from shared.drain import drain_backlog, drain_blob, drain_message
 from shared.errors import TerminalError
 from shared.lake import Lake
-from shared.load import load_message, send_to_poison
+from shared.load import send_to_poison
 from shared.settings import load_settings, telemetry_connection_string, transform_trigger_source
 
 # Every log line of this app is scrubbed of passwords and storage keys (the worker's handler included).
@@ -52,8 +52,7 @@ def load(msg: func.QueueMessage) -> None:
     settings = load_settings(needs=("warehouse", "lake"))
     lake = Lake.from_settings(settings)
     try:
-        drain_loads(settings, lake)  # every curated run not in the ledger, oldest first
-        load_message(settings, lake, body)  # loaded by the drain (a no-op now), or unusable: poison
+        drain_message(settings, lake, body)  # every curated run not in the ledger, oldest first; logs TOTES_LOAD_OK
     except TerminalError as exc:
         logging.error("TOTES_LOAD_POISON %s; message moved to %s, not retried", exc, settings.poison_queue)
         send_to_poison(settings, lake, body)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -34,11 +35,15 @@ from shared.contract import (
 )
 from shared.errors import EtlError, TransientError
 from shared.lake import ConcurrentUpdateError, Lake
-from shared.load import LoadResult, load
+from shared.load import LoadResult, load, load_message
 from shared.settings import Settings
 from shared.transform.stage import TransformOutcome, lake_from_environment, transform
 
 log = logging.getLogger(__name__)
+
+# The transform lease's duration: the shortest finite blob lease, so a holder killed mid-drain blocks the
+# next drain for at most this long (a live holder renews it every third of it).
+TRANSFORM_LEASE_SECONDS = 15
 
 
 @dataclass(frozen=True)
@@ -145,12 +150,17 @@ def pending(lake: Lake, settings: Settings | None = None) -> Pending:
     return Pending(todo, blocked_by, held, waiting, done_through)
 
 
-def drain_transforms(lake: Lake) -> TransformDrain:
-    """Transform every pending raw run in run order under the transform lease; yield if another holds it."""
+def drain_transforms(lake: Lake, *, wait_s: float = 0) -> TransformDrain:
+    """Transform every pending raw run in run order under the transform lease; yield if another holds it
+    (after waiting up to `wait_s` seconds for it: the in-process cycle waits out a killed holder's lease)."""
     outcomes: list[TransformOutcome] = []
+    deadline = time.monotonic() + wait_s
     while True:
-        with lake.lease(lake.curated, TRANSFORM_LEASE_NAME) as lease:
+        with lake.lease(lake.curated, TRANSFORM_LEASE_NAME, TRANSFORM_LEASE_SECONDS) as lease:
             if lease is None:
+                if time.monotonic() < deadline:
+                    time.sleep(1)
+                    continue
                 log.info(
                     "transform: another invocation holds %s/%s; it drains this run too",
                     lake.curated,
@@ -182,10 +192,17 @@ def drain_loads(settings: Settings, lake: Lake) -> list[LoadResult]:
             results.append(load(settings, lake, run_id))
 
 
-def drain(settings: Settings, lake: Lake) -> tuple[TransformDrain, list[LoadResult]]:
+def drain(settings: Settings, lake: Lake, *, wait_s: float = 0) -> tuple[TransformDrain, list[LoadResult]]:
     """The whole backlog, oldest first: every pending transform, then every pending load."""
-    transformed = drain_transforms(lake)
+    transformed = drain_transforms(lake, wait_s=wait_s)
     return transformed, drain_loads(settings, lake)
+
+
+def drain_message(settings: Settings, lake: Lake, body: str) -> LoadResult:
+    """The load trigger's work: drain the load backlog (oldest first), then the message's own run, which the
+    drain loaded already (a no-op) or which is unusable (TerminalError: the trigger poisons the message)."""
+    drain_loads(settings, lake)
+    return load_message(settings, lake, body)
 
 
 def drain_backlog(settings: Settings, lake: Lake) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from shared.backlog import record_backlog
 from shared.contract import quarantine_name
-from shared.drain import TransformDrain, drain, drain_loads, drain_transforms
+from shared.drain import TRANSFORM_LEASE_SECONDS, TransformDrain, drain, drain_loads, drain_transforms
 from shared.errors import TerminalError
 from shared.extract import ExtractResult, extract
 from shared.lake import Lake
@@ -70,7 +70,7 @@ def run_cycle(settings: Settings, lake: Lake | None = None, *, progress: Progres
 
     started = time.perf_counter()
     progress("transform: building the star schemas ...")
-    transformed = drain_transforms(lake)
+    transformed = drain_transforms(lake, wait_s=TRANSFORM_LEASE_SECONDS + 5)
     durations["transform"] = time.perf_counter() - started
     _check_blocked(lake, transformed.blocked_by)
     outcome = next((o for o in transformed.outcomes if o.run_id == extracted.run_id), None)
@@ -92,7 +92,7 @@ def run_cycle(settings: Settings, lake: Lake | None = None, *, progress: Progres
 
 def _drain(settings: Settings, lake: Lake, progress: Progress, what: str) -> TransformDrain:
     """Every pending run, transform then load, oldest first; the transform drain's result."""
-    transformed, loads = drain(settings, lake)
+    transformed, loads = drain(settings, lake, wait_s=TRANSFORM_LEASE_SECONDS + 5)
     for outcome in transformed.outcomes:
         progress(f"{what}: transform of run {outcome.run_id}: {outcome.status}")
     for result in loads:
