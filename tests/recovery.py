@@ -55,9 +55,19 @@ def move(staff_id: int, department_id: int) -> str:
     )
 
 
+def edit_staff_of(department_id: int, first_name: str) -> str:
+    """An edit of the first staff member of a department (which a later rename of it re-emits)."""
+    return (
+        f"UPDATE staff SET first_name = '{first_name}', last_updated = localtimestamp WHERE staff_id = "
+        f"(SELECT min(staff_id) FROM staff WHERE department_id = {department_id})"
+    )
+
+
 def two_runs(settings: Settings, lake: Lake, seed: int) -> tuple[str, str]:
-    """Two extracted runs A and B whose dimension changes depend on their order (renames and moves)."""
-    change(settings, seed, (rename(2, f"Ops{seed}", f"Leeds{seed}"), move(1, 2)))
+    """Two extracted runs A and B whose dimension changes depend on their order: A edits a staff member of
+    department 2 and moves one into it, B renames it (re-emitting its staff) and more. Transformed B before A,
+    B's dim_staff rows (newer) would carry the staff member as before A's edit."""
+    change(settings, seed, (edit_staff_of(2, f"Ann{seed}"), rename(2, f"Ops{seed}", f"Leeds{seed}"), move(1, 2)))
     first = extract(settings, lake).run_id
     change(settings, seed + 1, (rename(2, f"Ops{seed}b", f"York{seed}"), move(3, 2), rename(1, f"Sales{seed}", "Hull")))
     second = extract(settings, lake).run_id

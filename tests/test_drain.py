@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from azure.functions.timer import TimerRequest
 
 from shared.contract import LoadMessage, manifest_name, quarantine_name
 from shared.drain import drain_blob, drain_loads, drain_message, pending
@@ -91,6 +92,24 @@ def test_a_run_extracted_alone_is_loaded_by_the_next_cycle(settings: Settings, l
     assert ledger(settings)[-2:] == [lost, summary.run_id]
     waiting = pending(lake, settings)
     assert (waiting.transform, waiting.load) == ([], [])
+    assert_warehouse_equals_source(settings)
+
+
+def test_the_extract_timer_drains_a_run_whose_event_was_lost(
+    settings: Settings,
+    lake: Lake,
+    lake_env: dict[str, str],
+    registered_functions: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Case 3 in Azure: a run whose blob event never came is loaded by the next timer tick."""
+    lost = extract(settings, lake).run_id
+    assert lost is not None
+    source_url, warehouse_url = urls(settings)
+    for name, value in {**lake_env, "TOTESYS_DB_URL": source_url, "WAREHOUSE_DB_URL": warehouse_url}.items():
+        monkeypatch.setenv(name, value)
+    registered_functions["extract"].get_user_function()(TimerRequest(past_due=False))
+    assert ledger(settings) == [lost]
     assert_warehouse_equals_source(settings)
 
 
