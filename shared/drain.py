@@ -23,7 +23,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from shared.contract import (
     DRAIN_CURSOR_NAME,
@@ -35,7 +35,7 @@ from shared.contract import (
 )
 from shared.errors import EtlError, TransientError
 from shared.lake import ConcurrentUpdateError, Lake
-from shared.load import LoadResult, load, load_message
+from shared.load import LoadResult, load, load_message, parse_message
 from shared.settings import Settings
 from shared.transform.stage import TransformOutcome, lake_from_environment, transform
 
@@ -108,8 +108,8 @@ def list_runs(lake: Lake, container: str, prefix: str, since: str | None, now: d
 
 
 def _months(first: str, now: datetime | None) -> list[str]:
-    """YYYYMM from month `first` to now's month."""
-    last = f"{now or datetime.now(UTC):%Y%m}"
+    """YYYYMM from month `first` to the month a day from now (another instance's clock may run a little ahead)."""
+    last = f"{(now or datetime.now(UTC)) + timedelta(days=1):%Y%m}"
     year, month = int(first[:4]), int(first[4:])
     months: list[str] = []
     while f"{year:04d}{month:02d}" <= last and len(months) < 1200:
@@ -199,10 +199,11 @@ def drain(settings: Settings, lake: Lake, *, wait_s: float = 0) -> tuple[Transfo
 
 
 def drain_message(settings: Settings, lake: Lake, body: str) -> LoadResult:
-    """The load trigger's work: drain the load backlog (oldest first), then the message's own run, which the
-    drain loaded already (a no-op) or which is unusable (TerminalError: the trigger poisons the message)."""
-    drain_loads(settings, lake)
-    return load_message(settings, lake, body)
+    """The load trigger's work: drain the load backlog (oldest first); the message's run is among it, or was
+    loaded before (a no-op), or is unusable (TerminalError, like an unusable message: the trigger poisons it)."""
+    run_id = parse_message(body)
+    loaded = next((r for r in drain_loads(settings, lake) if r.run_id == run_id), None)
+    return loaded or load_message(settings, lake, body)
 
 
 def drain_backlog(settings: Settings, lake: Lake) -> None:
