@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from azure.functions.timer import TimerRequest
 
+from shared.backlog import backlog_lines
 from shared.contract import LoadMessage, manifest_name, quarantine_name
 from shared.drain import drain_blob, drain_loads, drain_message, pending
 from shared.errors import TerminalError
@@ -136,6 +137,9 @@ def test_a_quarantined_run_holds_later_runs_back_until_totes_retry_supersedes_it
     held = pending(lake, settings)
     assert held.blocked_by == bad and len(held.held) == 1 and held.transform == []
     assert not lake.exists(lake.curated, manifest_name(held.held[0])), "the later run waits behind the quarantined one"
+    assert f"quarantined: run {bad} holds back 1 run(s); fix the source rows, then `totes retry {bad}`" in (
+        backlog_lines(settings, lake)
+    )
 
     with psycopg.connect(source_url) as conn:  # the fix keeps last_updated: only the retry brings the row back
         conn.execute("UPDATE sales_order SET agreed_delivery_date = '2024-03-01' WHERE sales_order_id = 7")
@@ -146,4 +150,7 @@ def test_a_quarantined_run_holds_later_runs_back_until_totes_retry_supersedes_it
     loaded = ledger(settings)
     assert bad not in loaded and loaded.index(superseding) + 1 == loaded.index(held.held[0])
     assert pending(lake, settings).blocked_by is None
+    lines = backlog_lines(settings, lake)
+    assert lines[:2] == ["backlog transform: 0 run(s) waiting", "backlog load: 0 run(s) waiting"]
+    assert lines[2].startswith("source last checked ") and lines[2].endswith("nothing waits (idle lag)")
     assert_warehouse_equals_source(settings)
