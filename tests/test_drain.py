@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -14,7 +15,7 @@ from azure.functions.timer import TimerRequest
 
 from shared.backlog import backlog_lines
 from shared.contract import LoadMessage, manifest_name, quarantine_name
-from shared.drain import drain_blob, drain_loads, drain_message, pending
+from shared.drain import _months, drain_blob, drain_loads, drain_message, pending, read_cursor
 from shared.errors import TerminalError
 from shared.extract import extract
 from shared.extract.retry import retry
@@ -93,6 +94,7 @@ def test_a_run_extracted_alone_is_loaded_by_the_next_cycle(settings: Settings, l
     assert ledger(settings)[-2:] == [lost, summary.run_id]
     waiting = pending(lake, settings)
     assert (waiting.transform, waiting.load) == ([], [])
+    assert read_cursor(lake) == summary.run_id, "the drains list from the newest loaded run's month on"
     assert_warehouse_equals_source(settings)
 
 
@@ -154,3 +156,9 @@ def test_a_quarantined_run_holds_later_runs_back_until_totes_retry_supersedes_it
     assert lines[:2] == ["backlog transform: 0 run(s) waiting", "backlog load: 0 run(s) waiting"]
     assert lines[2].startswith("source last checked ") and lines[2].endswith("nothing waits (idle lag)")
     assert_warehouse_equals_source(settings)
+
+
+def test_the_drains_list_the_months_from_the_cursor_to_a_day_ahead() -> None:
+    now = datetime(2027, 1, 31, 12, tzinfo=UTC)
+    assert _months("202611", now) == ["202611", "202612", "202701", "202702"]
+    assert _months("202702", now) == ["202702"]
