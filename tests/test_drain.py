@@ -14,11 +14,11 @@ import pytest
 from azure.functions.timer import TimerRequest
 
 from shared.backlog import backlog_lines
+from shared.cli import main
 from shared.contract import LoadMessage, manifest_name, quarantine_name
 from shared.drain import _months, drain_blob, drain_loads, drain_message, pending, read_cursor
 from shared.errors import TerminalError
 from shared.extract import extract
-from shared.extract.retry import retry
 from shared.lake import Lake
 from shared.pipeline import run_cycle
 from shared.settings import Settings
@@ -117,7 +117,11 @@ def test_the_extract_timer_drains_a_run_whose_event_was_lost(
 
 
 def test_a_quarantined_run_holds_later_runs_back_until_totes_retry_supersedes_it(
-    settings: Settings, lake: Lake
+    settings: Settings,
+    lake: Lake,
+    lake_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Case 8: an impossible date quarantines a run; later runs wait; after the source row is fixed (without a
     new last_updated), `totes retry` re-extracts the run's rows and the next cycle loads everything."""
@@ -145,9 +149,14 @@ def test_a_quarantined_run_holds_later_runs_back_until_totes_retry_supersedes_it
 
     with psycopg.connect(source_url) as conn:  # the fix keeps last_updated: only the retry brings the row back
         conn.execute("UPDATE sales_order SET agreed_delivery_date = '2024-03-01' WHERE sales_order_id = 7")
-    superseding = retry(settings, lake, bad)
-    assert bad < superseding < held.held[0]
-    assert superseding in lake.read_json(lake.curated, quarantine_name(bad))["superseded_by"]
+    source_url, warehouse_url = urls(settings)
+    for name, value in {**lake_env, "TOTESYS_DB_URL": source_url, "WAREHOUSE_DB_URL": warehouse_url}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["retry", bad]) == 0
+    superseding = lake.read_json(lake.curated, quarantine_name(bad))["superseded_by"]
+    assert bad < superseding < held.held[0] and superseding.startswith(f"{bad}.r1-")
+    assert main(["status"]) == 0
+    assert "backlog transform: 2 run(s) waiting" in capsys.readouterr().out, "the superseding run and the held one"
     run_cycle(settings, lake)
     loaded = ledger(settings)
     assert bad not in loaded and loaded.index(superseding) + 1 == loaded.index(held.held[0])
