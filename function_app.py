@@ -7,11 +7,11 @@ import azure.functions as func
 import shared.extract
 from shared import redact, telemetry
 from shared.backlog import record_backlog
+from shared.drain import drain_backlog, drain_blob, drain_message
 from shared.errors import TerminalError
 from shared.lake import Lake
-from shared.load import load_message, send_to_poison
+from shared.load import send_to_poison
 from shared.settings import load_settings, telemetry_connection_string, transform_trigger_source
-from shared.transform.stage import transform_blob
 
 # Every log line of this app is scrubbed of passwords and storage keys (the worker's handler included).
 redact.install()
@@ -33,17 +33,17 @@ app = func.FunctionApp()
 )
 @app.queue_output(arg_name="msg", queue_name="%LOAD_QUEUE%", connection="LAKE_STORAGE")
 def transform(manifest: func.InputStream, msg: func.Out[str]) -> None:
-    """A raw run manifest landed: transform the run and queue its load (unless it was quarantined)."""
-    outcome = transform_blob(manifest.name or "")
-    if outcome.load_message is not None:
-        msg.set(outcome.load_message)
-    logging.info(outcome.summary())
+    """A raw run manifest landed: drain the transform backlog in run order (this run included) and queue a load."""
+    drained = drain_blob(manifest.name or "")
+    if drained.load_message is not None:
+        msg.set(drained.load_message)
+    logging.info(drained.summary())
 
 
 @app.function_name("load")
 @app.queue_trigger(arg_name="msg", queue_name="%LOAD_QUEUE%", connection="LAKE_STORAGE")
 def load(msg: func.QueueMessage) -> None:
-    """A load-jobs message: load its curated run into the warehouse in one transaction.
+    """A load-jobs message: drain the load backlog in run order (one transaction per run), its run included.
 
     Unusable input (bad message, unknown run, bad files) goes to the poison queue at once instead of
     five retries; a TransientError (warehouse down, dimension rows not loaded yet) raises so the host retries.
@@ -52,7 +52,7 @@ def load(msg: func.QueueMessage) -> None:
     settings = load_settings(needs=("warehouse", "lake"))
     lake = Lake.from_settings(settings)
     try:
-        load_message(settings, lake, body)  # logs the TOTES_LOAD_OK summary line
+        drain_message(settings, lake, body)  # every curated run not in the ledger, oldest first; logs TOTES_LOAD_OK
     except TerminalError as exc:
         logging.error("TOTES_LOAD_POISON %s; message moved to %s, not retried", exc, settings.poison_queue)
         send_to_poison(settings, lake, body)
@@ -66,9 +66,10 @@ def load(msg: func.QueueMessage) -> None:
 @app.function_name("extract")
 @app.timer_trigger(schedule="%EXTRACT_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def extract(timer: func.TimerRequest) -> None:
-    """A tick of EXTRACT_SCHEDULE: one extract run, source changes -> raw lake (LAKE_STORAGE)."""
-    settings = load_settings(needs=("source", "lake"))
+    """A tick of EXTRACT_SCHEDULE: finish the backlog (a lost event is repaired here), then one extract run."""
+    settings = load_settings(needs=("source", "warehouse", "lake"))
     lake = Lake.from_settings(settings)
+    drain_backlog(settings, lake)  # every pending transform, then load, oldest first; a failure is logged
     result = shared.extract.extract(settings, lake)  # logs the run summary
     record_backlog(lake, settings)  # runs waiting per stage, every tick (the ledger too where WAREHOUSE_DB_URL is set)
     logging.info(

@@ -50,7 +50,7 @@ def measure_backlog(
     waiting = {"transform": sorted(raw - curated - quarantined)}
     if settings is not None and settings.warehouse_db_url is not None:
         waiting["load"] = sorted(curated - loaded_runs(settings, curated))
-    return Backlog(waiting, {stage: _oldest_age(runs, now) for stage, runs in waiting.items()})
+    return Backlog(waiting, {stage: oldest_age(runs, now) for stage, runs in waiting.items()})
 
 
 def record_backlog(lake: Lake, settings: Settings | None = None) -> Backlog | None:
@@ -86,7 +86,8 @@ def _runs(lake: Lake, container: str, prefix: str, days: list[str]) -> set[str]:
     return found
 
 
-def _oldest_age(run_ids: list[str], now: datetime) -> float | None:
+def oldest_age(run_ids: list[str], now: datetime) -> float | None:
+    """Seconds since the oldest of `run_ids` was extracted (from the time its id starts with), None if none."""
     times = []
     for run_id in run_ids:
         try:
@@ -94,3 +95,26 @@ def _oldest_age(run_ids: list[str], now: datetime) -> float | None:
         except ValueError:
             continue
     return round((now - min(times)).total_seconds(), 3) if times else None
+
+
+def backlog_lines(settings: Settings, lake: Lake, now: datetime | None = None) -> list[str]:
+    """`totes status`'s backlog: runs waiting per stage with the oldest's age, a quarantined run holding others
+    back, and when nothing waits the time since the extract last checked the source."""
+    from shared.drain import pending
+    from shared.extract.state import STATE_BLOB, ExtractState
+
+    now = now or datetime.now(UTC)
+    waiting = pending(lake, settings)
+    lines = []
+    for stage, runs in (("transform", waiting.transform), ("load", waiting.load or [])):
+        age = oldest_age(runs, now)
+        lines.append(f"backlog {stage}: {len(runs)} run(s) waiting" + (f", oldest {age:,.0f} s" if age else ""))
+    if waiting.blocked_by is not None:
+        lines.append(
+            f"quarantined: run {waiting.blocked_by} holds back {len(waiting.held)} run(s); fix the source rows, "
+            f"then `totes retry {waiting.blocked_by}`"
+        )
+    checked = ExtractState.parse(lake.read_versioned(lake.raw, STATE_BLOB).data).last_checked_at
+    if checked is not None and not (waiting.transform or waiting.load or waiting.blocked_by):
+        lines.append(f"source last checked {(now - checked).total_seconds():,.0f} s ago, nothing waits (idle lag)")
+    return lines

@@ -197,6 +197,8 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Show recent runs from the warehouse ledger and the current lag."""
+    from shared.backlog import backlog_lines
+    from shared.lake import Lake
     from shared.load import status
 
     settings = stack_settings(args.local_dir).require("warehouse")
@@ -209,7 +211,22 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{run['run_id']}  loaded {run['loaded_at']:%Y-%m-%d %H:%M:%S}  {rows:>10,} rows")
     lag = report.get("lag_s")
     shown = f"{lag:,.0f} s (now - newest source change loaded)" if lag is not None else "n/a"
+    if settings.lake is not None:
+        for line in backlog_lines(settings, Lake.from_settings(settings)):
+            print(line)
     print(f"current lag: {shown}")
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    """Supersede a quarantined run by a re-extract of its rows from the (fixed) source."""
+    from shared.extract.retry import retry
+    from shared.lake import Lake
+
+    settings = stack_settings(args.local_dir).require("source", "lake")
+    new_id = retry(settings, Lake.from_settings(settings), args.run_id)
+    say(f"run {args.run_id} is superseded by run {new_id} (its rows as the source holds them now)")
+    print("next: totes run --once (drains the backlog from it on)")
     return 0
 
 
@@ -335,7 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     transform.add_argument("run_id")
     load = command("load", cmd_load, "load one transformed run into the warehouse")
     load.add_argument("run_id")
-    status = command("status", cmd_status, "recent runs from the ledger and the current lag")
+    retry = command("retry", cmd_retry, "supersede a quarantined run by a re-extract of its rows")
+    retry.add_argument("run_id")
+    status = command("status", cmd_status, "recent runs from the ledger, the backlog and the current lag")
     status.add_argument("--limit", type=int, default=10, help="how many runs to show")
     verify = command("verify", cmd_verify, "compare the warehouse with the source, every column; exit 1 if they differ")
     verify.add_argument("--table", action="append", metavar="TABLE", help="only this star table (repeatable)")

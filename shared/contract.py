@@ -319,6 +319,13 @@ RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 WATERMARKS_NAME = f"{STATE_PREFIX}extract_watermarks.json"
 # The blob lease the running extract holds, in the raw container (a second extract yields to it).
 EXTRACT_LEASE_NAME = f"{STATE_PREFIX}extract.lease"
+# The blob lease the draining transform holds, in the curated container (another transform yields to it).
+TRANSFORM_LEASE_NAME = f"{STATE_PREFIX}transform.lease"
+# The drains' cursor, in the curated container: every run up to it is loaded (or superseded), so the
+# drains list the run manifests from its month on only.
+DRAIN_CURSOR_NAME = f"{STATE_PREFIX}drain.json"
+# A superseding re-extract of a quarantined run is named <run_id>.r<n>: it sorts right after it.
+RETRY_SUFFIX = ".r"
 PARQUET_TYPE = "application/vnd.apache.parquet"
 JSON_TYPE = "application/json"
 _RUN_BLOB = re.compile(r"(?:[^/]+/)?_runs/([^/]+)\.json")

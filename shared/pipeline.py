@@ -8,12 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shared.backlog import record_backlog
+from shared.contract import quarantine_name
+from shared.drain import TRANSFORM_LEASE_SECONDS, TransformDrain, drain, drain_loads, drain_transforms
 from shared.errors import TerminalError
 from shared.extract import ExtractResult, extract
 from shared.lake import Lake
-from shared.load import LoadResult, load
+from shared.load import LoadResult
 from shared.settings import Settings
-from shared.transform.stage import TransformOutcome, transform
+from shared.transform.stage import TransformOutcome
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -40,12 +42,16 @@ class CycleSummary:
 
 
 def run_cycle(settings: Settings, lake: Lake | None = None, *, progress: Progress = _quiet) -> CycleSummary:
-    """Extract the source's changes, transform the run and load it; raise on a quarantined run."""
+    """Finish the backlog (every pending transform, then load, oldest first), extract the source's changes,
+    then drain again (the new run); raise while a quarantined run holds runs back."""
     settings.require("source", "warehouse", "lake")
     lake = lake or Lake.from_settings(settings)
     lake.ensure()
     durations: dict[str, float] = {}
 
+    started = time.perf_counter()
+    before = _drain(settings, lake, progress, "backlog")
+    durations["backlog"] = time.perf_counter() - started
     started = time.perf_counter()
     progress("extract: reading changed rows from totesys ...")
     extracted = extract(settings, lake)
@@ -55,6 +61,7 @@ def run_cycle(settings: Settings, lake: Lake | None = None, *, progress: Progres
         return CycleSummary(run_id=None, extract=extracted, durations=durations)
     if extracted.run_id is None:
         progress(f"extract: no changes ({durations['extract']:.2f} s)")
+        _check_blocked(lake, before.blocked_by)
         record_backlog(lake, settings)
         return CycleSummary(run_id=None, extract=extracted, durations=durations)
     for table, rows in extracted.rows.items():
@@ -63,26 +70,43 @@ def run_cycle(settings: Settings, lake: Lake | None = None, *, progress: Progres
 
     started = time.perf_counter()
     progress("transform: building the star schemas ...")
-    transformed = transform(lake, extracted.run_id)
+    transformed = drain_transforms(lake, wait_s=TRANSFORM_LEASE_SECONDS + 5)
     durations["transform"] = time.perf_counter() - started
-    if transformed.status == "quarantined":
-        raise TerminalError(
-            f"run {extracted.run_id} was quarantined by transform; see {lake.curated}/{transformed.quarantine}. "
-            "The raw files are kept; fix and re-run `totes transform "
-            f"{extracted.run_id}`"
-        )
-    for table, rows in transformed.rows.items():
+    _check_blocked(lake, transformed.blocked_by)
+    outcome = next((o for o in transformed.outcomes if o.run_id == extracted.run_id), None)
+    for table, rows in (outcome.rows if outcome else {}).items():
         progress(f"transform: {table:<20} {rows:>10,} rows")
     progress(f"transform: done ({durations['transform']:.2f} s)")
 
     started = time.perf_counter()
-    progress("load: merging into the warehouse in one transaction ...")
-    loaded = load(settings, lake, extracted.run_id)
+    progress("load: merging into the warehouse in one transaction per run ...")
+    loads = drain_loads(settings, lake)
     durations["load"] = time.perf_counter() - started
-    for table, rows in loaded.rows.items():
+    loaded = next((r for r in loads if r.run_id == extracted.run_id), None)
+    for table, rows in (loaded.rows if loaded else {}).items():
         progress(f"load: {table:<20} {rows:>10,} rows")
     progress(f"load: done ({durations['load']:.2f} s)")
     record_backlog(lake, settings)
-    return CycleSummary(
-        run_id=extracted.run_id, extract=extracted, transform=transformed, load=loaded, durations=durations
+    return CycleSummary(run_id=extracted.run_id, extract=extracted, transform=outcome, load=loaded, durations=durations)
+
+
+def _drain(settings: Settings, lake: Lake, progress: Progress, what: str) -> TransformDrain:
+    """Every pending run, transform then load, oldest first; the transform drain's result."""
+    transformed, loads = drain(settings, lake, wait_s=TRANSFORM_LEASE_SECONDS + 5)
+    for outcome in transformed.outcomes:
+        progress(f"{what}: transform of run {outcome.run_id}: {outcome.status}")
+    for result in loads:
+        progress(f"{what}: load of run {result.run_id}: {'already loaded' if result.already_loaded else 'loaded'}")
+    return transformed
+
+
+def _check_blocked(lake: Lake, blocked_by: str | None) -> None:
+    """Raise while a quarantined run holds the runs after it back."""
+    if blocked_by is None:
+        return
+    raise TerminalError(
+        f"run {blocked_by} was quarantined by transform (see {lake.curated}/{quarantine_name(blocked_by)}) and holds "
+        f"the runs after it back. The raw files are kept; fix the source rows, then `totes retry {blocked_by}` "
+        "re-extracts them as a superseding run (or fix the cause and `totes transform "
+        f"{blocked_by}`)"
     )

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import tempfile
 import time
@@ -111,9 +112,17 @@ class ExtractResult:
     yielded: bool = False
 
 
-def new_run_id(extracted_at: datetime) -> str:
-    """A sortable, unique run id: the UTC extract time and 6 random hex digits (20261122T031500Z-7f3a9c)."""
-    return f"{extracted_at.astimezone(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+def new_run_id(extracted_at: datetime, after: str | None = None) -> str:
+    """A sortable, unique run id: the UTC extract time and 6 random hex digits (20261122T031500Z-7f3a9c),
+    greater than run id `after` (the previous run: runs are applied in run-id order, shared.drain)."""
+    run_id = f"{extracted_at.astimezone(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    if after is None or run_id > after or not re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", after):
+        return run_id
+    # The same second as the previous run (or a clock behind it): its time, a greater random suffix.
+    low = int(after[-6:], 16) + 1
+    if low > 0xFFFFFF:
+        raise TransientError(f"run id after {after} cannot be made in the same second; the next tick extracts")
+    return f"{after[:-6]}{low + secrets.randbelow(0x1000000 - low):06x}"
 
 
 def data_blob_name(table: str, run_id: str, extracted_at: datetime) -> str:
@@ -223,7 +232,9 @@ def _extract_holding(
         try:
             clock = database_now(conn)
             extracted_at = _utc(now) if now is not None else clock
-            run_id = new_run_id(extracted_at)
+            run_id = new_run_id(
+                extracted_at, max(filter(None, (state.last_run_id, state.pending_run_id)), default=None)
+            )
             state = _bounded(state, clock, run_id)
             tables = read_catalog(conn)
             extra = _report_extra_columns(tables, state)

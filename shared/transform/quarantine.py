@@ -1,6 +1,7 @@
 """Quarantine: a run whose raw input cannot be transformed gets a record curated/_quarantine/<run_id>.json
 and an ERROR log line with the marker TOTES_QUARANTINE; its raw files stay, and the record does not block
-a later re-run of the same run_id once the cause is fixed."""
+a later re-run of the same run_id once the cause is fixed. Until then it holds back the runs after it
+(shared.drain); `totes retry` supersedes it (shared.extract.retry adds `superseded_by` to the record)."""
 
 from __future__ import annotations
 
@@ -39,8 +40,8 @@ def quarantine(lake: Lake, exc: BadRunError) -> str:
             if attempt == RECORD_ATTEMPTS:
                 raise
     log.error(
-        "%s run=%s file=%s column=%s reason=%s; raw files kept, record %s/%s; fix the cause and re-run "
-        "`totes transform %s`",
+        "%s run=%s file=%s column=%s reason=%s; raw files kept, record %s/%s; the runs after it wait: fix the "
+        "source rows and `totes retry %s` (or fix a lake-side cause and `totes transform` it)",
         QUARANTINE_MARKER,
         exc.run_id,
         exc.file or "-",

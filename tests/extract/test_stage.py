@@ -297,7 +297,7 @@ def test_raw_blobs_are_write_once(
         with pytest.raises(BlobExistsError, match="never overwrites"):
             lake.put_once(lake.raw, name, b"overwritten")
     # The extract itself cannot overwrite either: a (forced) second run with the same run_id fails.
-    monkeypatch.setattr(shared.extract.stage, "new_run_id", lambda _: str(result.run_id))
+    monkeypatch.setattr(shared.extract.stage, "new_run_id", lambda *_: str(result.run_id))
     execute(source_db, "UPDATE payment SET paid = NOT paid, last_updated = now() WHERE payment_id = 1")
     with pytest.raises(BlobExistsError):
         extract(extract_settings, lake, now=result.extracted_at)

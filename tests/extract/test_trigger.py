@@ -31,10 +31,11 @@ def test_the_trigger_produces_the_same_run_as_the_api(
     source_env: dict[str, str],
     lake: Lake,
     other_lake: Lake,
+    empty_warehouse: str,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    for name, value in source_env.items():
+    for name, value in {**source_env, "WAREHOUSE_DB_URL": empty_warehouse}.items():  # it drains the backlog first
         monkeypatch.setenv(name, value)
     caplog.set_level(logging.INFO)
 
