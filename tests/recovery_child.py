@@ -1,6 +1,8 @@
 """A stage invocation killed by SIGKILL at a write boundary, in its own process (run by tests/test_recovery.py):
-`python -m tests.recovery_child transform|load`, settings from the environment.
+`python -m tests.recovery_child transform|load|extract-data|extract-manifest`, settings from the environment.
 
+extract-data: killed after the run's first raw data file is written (no manifest, state untouched).
+extract-manifest: killed right after the run's manifest is written, before its watermarks are advanced.
 transform: killed after the run's curated files and state are written, before its manifest (the commit marker).
 load: killed early in the load's transaction, after the curated files are staged.
 """
@@ -13,6 +15,7 @@ import sys
 from typing import Any
 
 import shared.drain
+from shared.extract import extract
 from shared.lake import Lake
 from shared.load import _load
 from shared.load.steps import Step
@@ -27,7 +30,21 @@ def main(stage: str) -> None:
     """Drain `stage` and die at its boundary."""
     settings = load_settings(needs=("warehouse", "lake"))
     lake = Lake.from_settings(settings)
-    if stage == "transform":
+    if stage.startswith("extract-"):
+        real_put = lake.put_once
+        written: list[str] = []
+
+        def put_then_die(container: str, name: str, *args: Any, **kwargs: Any) -> None:
+            if stage == "extract-data" and written:
+                _die()  # one data file is in the lake, the rest and the manifest are not
+            real_put(container, name, *args, **kwargs)
+            written.append(name)
+            if stage == "extract-manifest" and name.startswith("_runs/"):
+                _die()
+
+        lake.put_once = put_then_die  # type: ignore[method-assign]
+        extract(settings.require("source"), lake)
+    elif stage == "transform":
         real = lake.put_once
 
         def put_once(container: str, name: str, *args: Any, **kwargs: Any) -> None:

@@ -11,11 +11,12 @@ import sys
 from typing import Any
 
 import pytest
+from azure.storage.blob import BlobLeaseClient
 
 import shared.drain
 from shared.drain import drain_loads, drain_transforms, pending
 from shared.errors import TransientError
-from shared.extract import extract
+from shared.extract import LEASE_BLOB, extract
 from shared.lake import Lake
 from shared.load import _load
 from shared.load.steps import STEPS, Step
@@ -107,6 +108,26 @@ def test_a_sigkilled_transform_and_load_are_repaired_by_the_next_cycle(
     later = _changes_and_extract(settings, lake, seed=83)
     run_cycle(settings, lake)
     assert ledger(settings)[-2:] == [killed, later]
+    assert_warehouse_equals_source(settings)
+
+
+@pytest.mark.parametrize("boundary", ["extract-data", "extract-manifest"])
+def test_a_sigkilled_extract_is_repaired_by_the_next_cycle(
+    settings: Settings, lake: Lake, lake_env: dict[str, str], boundary: str
+) -> None:
+    """An extract killed after its first data file (no manifest) or right after its manifest (watermarks not
+    advanced): its lease expires within LEASE_SECONDS (broken here instead of waited for), and the next cycle
+    archives and loads every change once."""
+    source_url, warehouse_url = urls(settings)
+    env = {**os.environ, **lake_env, "TOTESYS_DB_URL": source_url, "WAREHOUSE_DB_URL": warehouse_url}
+    run_cycle(settings, lake)
+    change(settings, 91, (rename(2, "Dept91", "Town91"), move(5, 2)))
+    assert _child(boundary, env) == -9
+    lease = BlobLeaseClient(lake.blobs.get_blob_client(lake.raw, LEASE_BLOB))
+    lease.break_lease(lease_break_period=0)  # what LEASE_SECONDS of waiting would do
+    change(settings, 92)
+    run_cycle(settings, lake)
+    assert pending(lake, settings).transform == [] and pending(lake, settings).load == []
     assert_warehouse_equals_source(settings)
 
 
