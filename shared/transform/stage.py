@@ -60,6 +60,7 @@ from shared.contract import (
 from shared.errors import TerminalError
 from shared.lake import BlobExistsError, Lake
 from shared.settings import Settings, date_window_years, load_settings
+from shared.transform.deletes import deleted_in_warehouse, drop_deleted
 from shared.transform.errors import BadRunError
 from shared.transform.outputs import build_outputs, write_outputs
 from shared.transform.quarantine import quarantine
@@ -165,7 +166,7 @@ def _transform(lake: Lake, run_id: str) -> TransformOutcome:
         for message in built.warnings:
             log.warning("run %s: %s", run_id, message)
         files = write_outputs(lake, run_id, built.outputs)
-    write_state(lake, state, built.state)
+    write_state(lake, state, drop_deleted(built.state, manifest.deleted))
     curated = CuratedManifest(
         run_id=run_id,
         extracted_at=manifest.extracted_at,
@@ -173,6 +174,7 @@ def _transform(lake: Lake, run_id: str) -> TransformOutcome:
         files=files,
         warnings=tuple(warnings),
         traceparent=telemetry.trace_fields().get(telemetry.TRACEPARENT),
+        deleted=deleted_in_warehouse(manifest.deleted),
     )
     try:
         lake.put_once(lake.curated, name, curated.to_json(), JSON_TYPE)
