@@ -254,6 +254,23 @@ def _service(exc: BaseException) -> str:
     return "a database (setting TOTESYS_DB_URL or WAREHOUSE_DB_URL)"
 
 
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """Compare every source table with the lake's archive; write the differences as a correction run."""
+    from shared.lake import Lake
+    from shared.reconcile import reconcile
+
+    settings = stack_settings(args.local_dir).require("source", "lake")
+    lake = Lake.from_settings(settings)
+    lake.ensure()
+    result = reconcile(settings, lake)
+    for table in result.tables:
+        print(table.line())
+    say(result.summary())
+    if result.run_id is not None:
+        print(f"next: totes transform {result.run_id} && totes load {result.run_id}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every `totes` command."""
     parser = argparse.ArgumentParser(prog="totes", description=__doc__)
@@ -301,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--limit", type=int, default=10, help="how many runs to show")
     verify = command("verify", cmd_verify, "compare the warehouse with the source, every column; exit 1 if they differ")
     verify.add_argument("--table", action="append", metavar="TABLE", help="only this star table (repeatable)")
+    command("reconcile", cmd_reconcile, "compare the source with the lake's archive; write a correction run")
     return parser
 
 

@@ -208,7 +208,7 @@ def compare(source: Iterator[pl.DataFrame], archived: pl.DataFrame) -> Differenc
     start = 0
     for batch in source:
         found.compared += batch.height
-        end = int(np.searchsorted(ids, batch.get_column("id").max(), side="right"))
+        end = int(np.searchsorted(ids, batch.get_column("id").to_numpy()[-1:], side="right")[0])  # ordered by id
         window = archived.slice(start, end - start)
         joined = batch.join(window, on="id", how="left", suffix="_archived")
         found.edited += joined.filter(pl.col("md5") != pl.col("md5_archived")).get_column("id").to_list()

@@ -23,6 +23,7 @@ DEFAULT_LOOKBACK = timedelta(minutes=10)
 DEFAULT_STORAGE_TIMEOUT = 10.0
 DEFAULT_DB_CONNECT_TIMEOUT = 10
 DEFAULT_DATE_WINDOW_YEARS = 50
+DEFAULT_RECONCILE_SCHEDULE = "0 30 2 * * *"
 _LOOKBACK_FORMS = "seconds ('600'), a number with unit ('10m', '90s', '1h') or 'HH:MM:SS'"
 # Secret names in Key Vault when KEY_VAULT_URL is used instead of app-setting references.
 KEY_VAULT_SECRET_NAMES = {"TOTESYS_DB_URL": "totesys-db-url", "WAREHOUSE_DB_URL": "warehouse-db-url"}
@@ -70,6 +71,7 @@ class Settings:
     load_queue: str = "load-jobs"
     extract_schedule: str = DEFAULT_SCHEDULE
     extract_lookback: timedelta = DEFAULT_LOOKBACK
+    reconcile_schedule: str = DEFAULT_RECONCILE_SCHEDULE
     key_vault_url: str | None = None
     appinsights_connection_string: Secret | None = None
     # How the load signs in to the warehouse: the URL's password, or an Entra token (managed identity).
@@ -208,6 +210,9 @@ def load_settings(
     schedule = _value(env, "EXTRACT_SCHEDULE") or DEFAULT_SCHEDULE
     if len(schedule.split()) != 6:
         problems.append(f"EXTRACT_SCHEDULE={schedule!r} is invalid: expected a 6-field NCRONTAB expression")
+    reconcile_schedule = _value(env, "RECONCILE_SCHEDULE") or DEFAULT_RECONCILE_SCHEDULE
+    if len(reconcile_schedule.split()) != 6:
+        problems.append(f"RECONCILE_SCHEDULE={reconcile_schedule!r} is invalid: expected a 6-field NCRONTAB expression")
     names = {}
     for name, default in (
         ("RAW_CONTAINER", "raw"),
@@ -228,6 +233,7 @@ def load_settings(
         load_queue=names["LOAD_QUEUE"],
         extract_schedule=schedule,
         extract_lookback=lookback,
+        reconcile_schedule=reconcile_schedule,
         key_vault_url=key_vault_url,
         appinsights_connection_string=insights,
         warehouse_auth=warehouse_auth,
