@@ -4,6 +4,8 @@ warehouse after one reconcile; `totes verify` then finds no difference."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import polars as pl
 import psycopg
 import pytest
@@ -13,10 +15,21 @@ from shared.lake import Lake
 from shared.load import load
 from shared.pipeline import run_cycle
 from shared.reconcile import RECONCILE_KIND, compare, reconcile
+from shared.replay import replay
 from shared.schema import SOURCE_TABLES
 from shared.settings import Settings
 from shared.transform.stage import transform
 from shared.verify import verify
+from tests.conftest import _create_database, _drop_database, with_database
+from tests.load.warehouse import warehouse_rows
+
+
+@pytest.fixture
+def second_warehouse(admin_url: str) -> Iterator[str]:
+    """URL of another empty warehouse database: the target of a replay."""
+    name = _create_database(admin_url)
+    yield with_database(admin_url, name)
+    _drop_database(admin_url, name)
 
 
 def urls(settings: Settings) -> tuple[str, str]:
@@ -37,7 +50,9 @@ def test_compare_finds_edited_missing_and_deleted_ids_across_batches() -> None:
 
 
 @pytest.mark.slow
-def test_silent_edits_and_deletes_reach_the_warehouse_after_one_reconcile(settings: Settings, lake: Lake) -> None:
+def test_silent_edits_and_deletes_reach_the_warehouse_after_one_reconcile_and_a_replay_equals_it(
+    settings: Settings, lake: Lake, second_warehouse: str
+) -> None:
     assert run_cycle(settings, lake).run_id is not None
     source_url, warehouse_url = urls(settings)
 
@@ -93,3 +108,9 @@ def test_silent_edits_and_deletes_reach_the_warehouse_after_one_reconcile(settin
         invalid = wh.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND NOT convalidated").fetchone()
         assert invalid == (0,)
     assert reconcile(settings, lake).run_id is None  # the correction run is archived: nothing left to correct
+
+    replayed = replay(settings, lake, second_warehouse)  # the raw archive alone, into a fresh database
+    assert (replayed.transformed, replayed.loaded) == (2, 2)
+    again = verify(source_url, second_warehouse)
+    assert again.ok, "\n".join(t.line() for t in again.tables if not t.ok)
+    assert warehouse_rows(second_warehouse) == warehouse_rows(warehouse_url)
