@@ -271,6 +271,18 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Rebuild a warehouse at URL from the raw archive alone: every run transformed again and loaded."""
+    from shared.lake import Lake
+    from shared.replay import replay
+
+    settings = stack_settings(args.local_dir).require("lake")
+    result = replay(settings, Lake.from_settings(settings), args.into, args.from_run, progress=print)
+    print_counts(f"replayed {result.loaded} of {result.transformed} runs in {result.duration_s:.2f} s", result.rows)
+    print("next: WAREHOUSE_DB_URL=<that URL> totes verify, then swap the databases")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every `totes` command."""
     parser = argparse.ArgumentParser(prog="totes", description=__doc__)
@@ -319,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify = command("verify", cmd_verify, "compare the warehouse with the source, every column; exit 1 if they differ")
     verify.add_argument("--table", action="append", metavar="TABLE", help="only this star table (repeatable)")
     command("reconcile", cmd_reconcile, "compare the source with the lake's archive; write a correction run")
+    replay = command("replay", cmd_replay, "rebuild a warehouse from the raw archive alone (every run, in order)")
+    replay.add_argument("--into", required=True, metavar="URL", help="the target warehouse (a new, empty database)")
+    replay.add_argument("--from", dest="from_run", metavar="RUN_ID", help="load only the runs from RUN_ID on")
     return parser
 
 

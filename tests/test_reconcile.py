@@ -10,6 +10,7 @@ import polars as pl
 import psycopg
 import pytest
 
+from shared.cli import main
 from shared.contract import RawManifest, manifest_name
 from shared.lake import Lake
 from shared.load import load
@@ -114,3 +115,26 @@ def test_silent_edits_and_deletes_reach_the_warehouse_after_one_reconcile_and_a_
     again = verify(source_url, second_warehouse)
     assert again.ok, "\n".join(t.line() for t in again.tables if not t.ok)
     assert warehouse_rows(second_warehouse) == warehouse_rows(warehouse_url)
+
+
+@pytest.mark.slow
+def test_the_commands_reconcile_an_empty_lake_and_replay_it(
+    lake_env: dict[str, str],
+    lake: Lake,
+    source_db: str,
+    second_warehouse: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Nothing archived yet: every source row is missing, so one reconcile archives the whole source, and a replay
+    of that archive gives a warehouse equal to the source."""
+    for name, value in {**lake_env, "TOTESYS_DB_URL": source_db}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["reconcile"]) == 0
+    out = capsys.readouterr().out
+    assert "sales_order     compared     11187  edited      0  deleted      0  missing  11187" in out
+    assert "next: totes transform" in out
+    assert main(["replay", "--into", second_warehouse]) == 0
+    assert "replayed 1 of 1 runs" in capsys.readouterr().out
+    report = verify(source_db, second_warehouse)
+    assert report.ok, "\n".join(t.line() for t in report.tables if not t.ok)
