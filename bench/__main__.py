@@ -1,4 +1,4 @@
-"""`python -m bench [extract|transform|load|pipeline|dlt|curve|all] [ARGS...]`: run stage benchmarks (not tests).
+"""`python -m bench [extract|transform|load|pipeline|reconcile|dlt|curve|all] [ARGS...]`: stage benchmarks, not tests.
 
 Each stage is the module bench/<stage>.py, run in its own process (clean peak RSS) with ARGS passed on;
 BENCH_SCALE=N adds `--scale N` when ARGS have no --scale/--scales. `all` runs every stage in flow order.
@@ -11,7 +11,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-STAGES = ("extract", "transform", "load", "pipeline", "dlt", "curve")
+STAGES = ("extract", "transform", "load", "pipeline", "reconcile", "dlt", "curve")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
