@@ -26,6 +26,8 @@ the deleted ids per table: the commit marker that triggers the transform.
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import logging
 import tempfile
 import time
@@ -43,6 +45,7 @@ from shared.contract import (
     JSON_TYPE,
     PARQUET_TYPE,
     RUNS_PREFIX,
+    STATE_PREFIX,
     ContractError,
     RawFile,
     RawManifest,
@@ -55,7 +58,7 @@ from shared.extract.parquet import WATERMARK_COLUMN, file_digest, parse_batch, s
 from shared.extract.source import database_now, source_snapshot
 from shared.extract.stage import LEASE_BLOB, new_run_id
 from shared.extract.state import iso
-from shared.lake import Lake
+from shared.lake import ConcurrentUpdateError, Lake
 from shared.schema import SOURCE_SCHEMA, SOURCE_TABLES, primary_key
 from shared.settings import Settings
 
@@ -67,6 +70,9 @@ BATCH_ROWS = 100_000
 # How long reconcile waits for a running extract to release its lease before giving up (transient).
 LEASE_WAIT_S = 90.0
 _NULL, _SEP = "\x1e", "\x1f"
+# The folded archive index per source table (see archived_hashes), in the raw container.
+INDEX_PREFIX = f"{STATE_PREFIX}reconcile/"
+_INDEX = {"id": pl.Int64, "md5": pl.String, "run_id": pl.String}
 
 
 @dataclass(frozen=True)
@@ -134,34 +140,60 @@ def row_md5_frame(frame: pl.DataFrame, table: str) -> pl.Series:
     return pl.Series("md5", [hashlib.md5(t.encode(), usedforsecurity=False).hexdigest() for t in rows])
 
 
-def archived_hashes(lake: Lake, runs: list[RawManifest], table: str) -> pl.DataFrame:
-    """(id, md5) of the latest archived version of each id of source `table` over `runs` (in run order), by id."""
+def index_names(table: str) -> tuple[str, str]:
+    """The folded archive index of source `table` in the raw container: (id, md5, run_id) Parquet, folded runs."""
+    return f"{INDEX_PREFIX}{table}.parquet", f"{INDEX_PREFIX}{table}.runs.json"
+
+
+def _run_versions(lake: Lake, run: RawManifest, table: str) -> list[pl.DataFrame]:
+    """(id, md5, run_id) of the rows of `table` that `run` archived, and of the ids it deleted (md5 null)."""
     key = primary_key(table)
     parts = []
-    for order, run in enumerate(runs):
-        if gone := run.deleted.get(table):  # a reconcile run's deletions: no archived version after it
+    if gone := run.deleted.get(table):  # a reconcile run's deletions: no archived version after it
+        parts.append(pl.DataFrame({"id": list(gone), "md5": None, "run_id": run.run_id}, schema=_INDEX))
+    for raw in run.files:
+        if raw.table == table:
+            frame = pl.read_parquet(lake.get(lake.raw, raw.file), columns=_known(table))
             parts.append(
-                pl.DataFrame(
-                    {"id": list(gone), "md5": None, "order": order},
-                    schema={"id": pl.Int64, "md5": pl.String, "order": pl.Int32},
-                )
+                frame.select(pl.col(key).cast(pl.Int64).alias("id"))
+                .with_columns(row_md5_frame(frame, table), pl.lit(run.run_id, pl.String).alias("run_id"))
+                .select(list(_INDEX))
             )
-        for raw in run.files:
-            if raw.table != table:
-                continue
-            data = lake.get(lake.raw, raw.file)
-            frame = pl.read_parquet(data, columns=_known(table))
-            del data
-            parts.append(
-                frame.select(pl.col(key).cast(pl.Int64).alias("id")).with_columns(
-                    row_md5_frame(frame, table), pl.lit(order, pl.Int32).alias("order")
-                )
+    return parts
+
+
+def archived_hashes(lake: Lake, runs: list[RawManifest], table: str) -> pl.DataFrame:
+    """(id, md5) of the latest archived version of each id of source `table` over `runs`, ordered by id.
+
+    The versions are folded into an index in raw/_state/reconcile/ (the latest run id per id wins, so folding
+    is order-insensitive and idempotent): each reconcile reads only the runs not folded yet. The index is
+    written before the list of folded runs, so a crash between the two only folds those runs again; a lost
+    ETag race leaves the other reconcile's index and folds again next time."""
+    index_name, runs_name = index_names(table)
+    listed = lake.read_versioned(lake.raw, runs_name)
+    folded = set(json.loads(listed.data)) if listed.data else set()
+    stored = lake.read_versioned(lake.raw, index_name)
+    parts = [pl.read_parquet(stored.data) if stored.data and folded else pl.DataFrame(schema=_INDEX)]
+    new = [
+        run
+        for run in runs
+        if run.run_id not in folded and (table in run.deleted or any(f.table == table for f in run.files))
+    ]
+    for run in new:
+        parts += _run_versions(lake, run, table)
+    index = pl.concat(parts).sort(["id", "run_id"]).unique("id", keep="last", maintain_order=True)
+    if new:
+        buffer = io.BytesIO()
+        index.write_parquet(buffer, compression="zstd")
+        try:
+            lake.write_versioned(lake.raw, index_name, buffer.getvalue(), stored.etag)
+            names = sorted(folded | {run.run_id for run in new})
+            lake.write_versioned(lake.raw, runs_name, json.dumps(names).encode(), listed.etag)
+        except ConcurrentUpdateError:
+            log.info(
+                "reconcile: another reconcile updated %s/%s meanwhile; folded again next time", lake.raw, index_name
             )
-    if not parts:
-        return pl.DataFrame(schema={"id": pl.Int64, "md5": pl.String})
-    every = pl.concat(parts)
-    latest = every.sort(["id", "order"]).unique("id", keep="last", maintain_order=True)
-    return latest.filter(pl.col("md5").is_not_null()).select("id", "md5")
+    return index.filter(pl.col("md5").is_not_null()).select("id", "md5")
 
 
 def raw_runs(lake: Lake) -> list[RawManifest]:

@@ -15,7 +15,7 @@ from shared.contract import RawManifest, manifest_name
 from shared.lake import Lake
 from shared.load import load
 from shared.pipeline import run_cycle
-from shared.reconcile import RECONCILE_KIND, compare, reconcile
+from shared.reconcile import RECONCILE_KIND, compare, index_names, reconcile
 from shared.replay import replay
 from shared.schema import SOURCE_TABLES
 from shared.settings import Settings
@@ -54,7 +54,8 @@ def test_compare_finds_edited_missing_and_deleted_ids_across_batches() -> None:
 def test_silent_edits_and_deletes_reach_the_warehouse_after_one_reconcile_and_a_replay_equals_it(
     settings: Settings, lake: Lake, second_warehouse: str
 ) -> None:
-    assert run_cycle(settings, lake).run_id is not None
+    run_cycle_id = run_cycle(settings, lake).run_id
+    assert run_cycle_id is not None
     source_url, warehouse_url = urls(settings)
 
     quiet = reconcile(settings, lake)  # the archive matches the source: the hashes agree on every row
@@ -109,6 +110,9 @@ def test_silent_edits_and_deletes_reach_the_warehouse_after_one_reconcile_and_a_
         invalid = wh.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND NOT convalidated").fetchone()
         assert invalid == (0,)
     assert reconcile(settings, lake).run_id is None  # the correction run is archived: nothing left to correct
+    index, folded = index_names("sales_order")  # folded: each reconcile reads only the runs it has not folded
+    assert lake.read_json(lake.raw, folded) == sorted([run_cycle_id, result.run_id])
+    assert pl.read_parquet(lake.get(lake.raw, index)).filter(pl.col("id") == 7).get_column("md5").to_list() == [None]
 
     replayed = replay(settings, lake, second_warehouse)  # the raw archive alone, into a fresh database
     assert (replayed.transformed, replayed.loaded) == (2, 2)
