@@ -11,6 +11,7 @@ from shared.drain import drain_backlog, drain_blob, drain_message
 from shared.errors import TerminalError
 from shared.lake import Lake
 from shared.load import send_to_poison
+from shared.reconcile import reconcile as reconcile_source
 from shared.settings import load_settings, telemetry_connection_string, transform_trigger_source
 
 # Every log line of this app is scrubbed of passwords and storage keys (the worker's handler included).
@@ -79,3 +80,12 @@ def extract(timer: func.TimerRequest) -> None:
         timer.past_due,
         result.duration_s,
     )
+
+
+@app.function_name("reconcile")
+@app.timer_trigger(schedule="%RECONCILE_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+def reconcile(timer: func.TimerRequest) -> None:
+    """A tick of RECONCILE_SCHEDULE: compare the source with the raw archive; differences become a correction run."""
+    settings = load_settings(needs=("source", "lake"))
+    result = reconcile_source(settings, Lake.from_settings(settings))  # logs per table and the summary
+    logging.info("reconcile trigger: run_id=%s past_due=%s", result.run_id or "none", timer.past_due)

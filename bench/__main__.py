@@ -1,4 +1,4 @@
-"""`python -m bench [extract|transform|load|pipeline|dlt|curve|dashboard|all] [ARGS...]`: run benchmarks (not tests).
+"""`python -m bench [STAGE|all] [ARGS...]`: benchmarks, not tests (STAGE: one of STAGES below).
 
 Each stage is the module bench/<stage>.py, run in its own process (clean peak RSS) with ARGS passed on;
 BENCH_SCALE=N adds `--scale N` when ARGS have no --scale/--scales. `all` runs every stage in flow order.
@@ -11,7 +11,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-STAGES = ("extract", "transform", "load", "pipeline", "dlt", "curve", "dashboard")
+STAGES = ("extract", "transform", "load", "pipeline", "reconcile", "dlt", "curve", "dashboard")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -122,10 +122,10 @@ def run_extract(env: dict[str, str], batch_rows: int) -> dict[str, Any]:
     }
 
 
-def child(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """Run `kind` (baseline|extract) in a fresh interpreter and return its JSON result."""
+def child(kind: str, payload: dict[str, Any], module: str = "bench.extract") -> dict[str, Any]:
+    """Run `kind` (baseline|extract, or a child of `module`) in a fresh interpreter and return its JSON result."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench.extract", "--child", kind, "--payload", json.dumps(payload)],
+        [sys.executable, "-m", module, "--child", kind, "--payload", json.dumps(payload)],
         check=True,
         capture_output=True,
         text=True,

@@ -42,6 +42,7 @@ locals {
     "LOAD_QUEUE"               = local.load_queue
     "EXTRACT_SCHEDULE"         = var.extract_schedule
     "EXTRACT_LOOKBACK"         = var.extract_lookback
+    "RECONCILE_SCHEDULE"       = var.reconcile_schedule
     "KEY_VAULT_URL"            = azurerm_key_vault.main.vault_uri
     "TRANSFORM_TRIGGER_SOURCE" = "EventGrid"
 

@@ -140,6 +140,17 @@ variable "extract_schedule" {
   }
 }
 
+variable "reconcile_schedule" {
+  description = "NCRONTAB schedule of the reconcile timer (six fields, seconds first): daily at night by default."
+  type        = string
+  default     = "0 30 2 * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.reconcile_schedule))) == 6
+    error_message = "reconcile_schedule must be a six-field NCRONTAB expression, e.g. \"0 30 2 * * *\"."
+  }
+}
+
 variable "extract_lookback" {
   description = "How far extract re-reads behind its watermark to catch late commits: \"10m\", \"1h\", \"600\" (seconds) or \"00:10:00\"."
   type        = string

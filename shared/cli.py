@@ -309,6 +309,35 @@ def _service(exc: BaseException) -> str:
     return "a database (setting TOTESYS_DB_URL or WAREHOUSE_DB_URL)"
 
 
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """Compare every source table with the lake's archive; write the differences as a correction run."""
+    from shared.lake import Lake
+    from shared.reconcile import reconcile
+
+    settings = stack_settings(args.local_dir).require("source", "lake")
+    lake = Lake.from_settings(settings)
+    lake.ensure()
+    result = reconcile(settings, lake)
+    for table in result.tables:
+        print(table.line())
+    say(result.summary())
+    if result.run_id is not None:
+        print(f"next: totes transform {result.run_id} && totes load {result.run_id}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Rebuild a warehouse at URL from the raw archive alone: every run transformed again and loaded."""
+    from shared.lake import Lake
+    from shared.replay import replay
+
+    settings = stack_settings(args.local_dir).require("lake")
+    result = replay(settings, Lake.from_settings(settings), args.into, args.from_run, progress=print)
+    print_counts(f"replayed {result.loaded} of {result.transformed} runs in {result.duration_s:.2f} s", result.rows)
+    print("next: WAREHOUSE_DB_URL=<that URL> totes verify, then swap the databases")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every `totes` command."""
     parser = argparse.ArgumentParser(prog="totes", description=__doc__)
@@ -361,6 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard = command("dashboard", cmd_dashboard, "serve the dashboard on the warehouse until Ctrl-C")
     dashboard.add_argument("--port", type=int, default=8501, help="port to listen on (a free one if taken)")
     dashboard.add_argument("--address", default="127.0.0.1", help="address to listen on")
+    command("reconcile", cmd_reconcile, "compare the source with the lake's archive; write a correction run")
+    replay = command("replay", cmd_replay, "rebuild a warehouse from the raw archive alone (every run, in order)")
+    replay.add_argument("--into", required=True, metavar="URL", help="the target warehouse (a new, empty database)")
+    replay.add_argument("--from", dest="from_run", metavar="RUN_ID", help="load only the runs from RUN_ID on")
     return parser
 
 

@@ -217,6 +217,20 @@ REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
 FACT_DATE_COLUMNS: dict[str, tuple[str, ...]] = {
     table: tuple(c for c, t in OUTPUT_SCHEMA[table].items() if t == DATE) for table in FACTS
 }
+# The warehouse table whose current rows a source row's deletion marks (etl_deleted_at). A department is
+# folded into dim_staff and has no rows of its own: its staff must be reassigned or deleted first (source FKs).
+DELETED_IN: dict[str, str] = {
+    "staff": "dim_staff",
+    "address": "dim_location",
+    "currency": "dim_currency",
+    "design": "dim_design",
+    "counterparty": "dim_counterparty",
+    "payment_type": "dim_payment_type",
+    "transaction": "dim_transaction",
+    "sales_order": "fact_sales_order",
+    "purchase_order": "fact_purchase_order",
+    "payment": "fact_payment",
+}
 # dim_date's English names indexed by ISO day of week (Monday=1) and month (January=1), whatever the locale.
 DAY_NAMES: tuple[str, ...] = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MONTH_NAMES: tuple[str, ...] = (
@@ -479,6 +493,8 @@ class RawManifest:
     lookback_seconds: int | None = None
     version: int = 1
     traceparent: str | None = None  # W3C trace context of the extract's span: the run's one trace
+    kind: str | None = None  # None for an extract run; "reconcile" for a correction run
+    deleted: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # source table -> ids deleted there
 
     @property
     def source_max_updated(self) -> str | None:
@@ -495,6 +511,8 @@ class RawManifest:
             "lookback_seconds": self.lookback_seconds,
             "tables": {f.table: f.to_dict() for f in self.files},
             **_trace(self.traceparent),
+            **({"kind": self.kind} if self.kind else {}),
+            **_deleted(self.deleted),
         }
         return json.dumps(body, indent=2).encode()
 
@@ -519,6 +537,8 @@ class RawManifest:
             files,
             lookback if _count(lookback) else None,
             traceparent=_traceparent(body),
+            kind=body["kind"] if isinstance(body.get("kind"), str) else None,
+            deleted=_parse_deleted(body, SOURCE_SCHEMA),
         )
 
 
@@ -542,6 +562,7 @@ class CuratedManifest:
     files: dict[str, CuratedFile]  # warehouse table -> its file, for tables with rows only
     warnings: tuple[str, ...] = ()
     traceparent: str | None = None  # the run's trace, carried on from the raw manifest
+    deleted: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # warehouse table -> keys deleted
 
     @property
     def rows(self) -> dict[str, int]:
@@ -568,6 +589,7 @@ class CuratedManifest:
             "tables": {t: {"file": f.file, "rows": f.rows, "sha256": f.sha256} for t, f in self.files.items()},
             "warnings": list(self.warnings),
             **_trace(self.traceparent),
+            **_deleted(self.deleted),
         }
         return (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
 
@@ -600,6 +622,7 @@ class CuratedManifest:
             files,
             tuple(str(w) for w in warnings) if isinstance(warnings, list) else (),
             traceparent=_traceparent(body),
+            deleted=_parse_deleted(body, OUTPUT_SCHEMA),
         )
 
 
@@ -635,3 +658,23 @@ def _trace(traceparent: str | None) -> dict[str, str]:
 def _traceparent(body: Mapping[str, Any]) -> str | None:
     value = body.get("traceparent")
     return value if isinstance(value, str) else None
+
+
+def _deleted(deleted: Mapping[str, tuple[int, ...]]) -> dict[str, dict[str, list[int]]]:
+    """The optional `deleted` field of a manifest: table -> sorted ids, tables with ids only."""
+    tables = {t: sorted(ids) for t, ids in sorted(deleted.items()) if ids}
+    return {"deleted": tables} if tables else {}
+
+
+def _parse_deleted(body: Mapping[str, Any], known: Mapping[str, object]) -> dict[str, tuple[int, ...]]:
+    value = body.get("deleted") or {}
+    if not isinstance(value, dict):
+        raise ContractError("deleted is not an object of table -> ids")
+    deleted = {}
+    for table, ids in value.items():
+        if table not in known:
+            raise ContractError(f"deleted names unknown table {table!r}")
+        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            raise ContractError(f"deleted.{table} is not a list of integer ids")
+        deleted[table] = tuple(sorted(set(ids)))
+    return deleted

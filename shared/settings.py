@@ -22,6 +22,8 @@ DEFAULT_LOOKBACK = timedelta(minutes=10)
 # Bounded waits on an unreachable service, in seconds (libpq's connect_timeout takes whole seconds, >= 2).
 DEFAULT_STORAGE_TIMEOUT = 10.0
 DEFAULT_DB_CONNECT_TIMEOUT = 10
+DEFAULT_DATE_WINDOW_YEARS = 50
+DEFAULT_RECONCILE_SCHEDULE = "0 30 2 * * *"
 _LOOKBACK_FORMS = "seconds ('600'), a number with unit ('10m', '90s', '1h') or 'HH:MM:SS'"
 # Secret names in Key Vault when KEY_VAULT_URL is used instead of app-setting references.
 KEY_VAULT_SECRET_NAMES = {"TOTESYS_DB_URL": "totesys-db-url", "WAREHOUSE_DB_URL": "warehouse-db-url"}
@@ -69,6 +71,7 @@ class Settings:
     load_queue: str = "load-jobs"
     extract_schedule: str = DEFAULT_SCHEDULE
     extract_lookback: timedelta = DEFAULT_LOOKBACK
+    reconcile_schedule: str = DEFAULT_RECONCILE_SCHEDULE
     key_vault_url: str | None = None
     appinsights_connection_string: Secret | None = None
     # How the load signs in to the warehouse: the URL's password, or an Entra token (managed identity).
@@ -111,6 +114,17 @@ def transform_trigger_source(env: Mapping[str, str] | None = None) -> TriggerSou
         + ", ".join(TRIGGER_SOURCES)
         + " (EventGrid in Azure, LogsAndContainerScan for func start on Azurite)"
     )
+
+
+def date_window_years(env: Mapping[str, str] | None = None) -> int:
+    """DATE_WINDOW_YEARS (default 50): the source's text dates must lie within this many years of their run's
+    extract time, or the transform quarantines the run (shared.transform.strict)."""
+    text = _value(os.environ if env is None else env, "DATE_WINDOW_YEARS")
+    if text is None:
+        return DEFAULT_DATE_WINDOW_YEARS
+    if not re.fullmatch(r"\d{1,4}", text.strip()) or not 1 <= int(text) <= 1000:
+        raise SettingsError(f"invalid settings: DATE_WINDOW_YEARS={text!r} is invalid: expected whole years, 1 to 1000")
+    return int(text)
 
 
 def telemetry_connection_string(env: Mapping[str, str] | None = None) -> str | None:
@@ -196,6 +210,9 @@ def load_settings(
     schedule = _value(env, "EXTRACT_SCHEDULE") or DEFAULT_SCHEDULE
     if len(schedule.split()) != 6:
         problems.append(f"EXTRACT_SCHEDULE={schedule!r} is invalid: expected a 6-field NCRONTAB expression")
+    reconcile_schedule = _value(env, "RECONCILE_SCHEDULE") or DEFAULT_RECONCILE_SCHEDULE
+    if len(reconcile_schedule.split()) != 6:
+        problems.append(f"RECONCILE_SCHEDULE={reconcile_schedule!r} is invalid: expected a 6-field NCRONTAB expression")
     names = {}
     for name, default in (
         ("RAW_CONTAINER", "raw"),
@@ -216,6 +233,7 @@ def load_settings(
         load_queue=names["LOAD_QUEUE"],
         extract_schedule=schedule,
         extract_lookback=lookback,
+        reconcile_schedule=reconcile_schedule,
         key_vault_url=key_vault_url,
         appinsights_connection_string=insights,
         warehouse_auth=warehouse_auth,

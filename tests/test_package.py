@@ -1,4 +1,4 @@
-"""The deploy package, built exactly as deploy.yml builds it, imports and indexes the three functions.
+"""The deploy package, built exactly as deploy.yml builds it, imports and indexes the four functions.
 
 .github/scripts/package.sh copies the tracked files that .funcignore keeps and installs requirements.txt
 into .python_packages; here a clean venv (no site-packages of ours) imports function_app from that folder
@@ -83,13 +83,19 @@ def test_the_package_ships_the_runtime_code_only(package: Path) -> None:
 
 
 def test_the_package_indexes_exactly_the_pipeline_functions(indexed: dict[str, Any]) -> None:
-    assert set(indexed) == {"extract", "transform", "load"}
+    assert set(indexed) == {"extract", "transform", "load", "reconcile"}
 
 
 def test_extract_is_a_timer_on_the_schedule_setting(indexed: dict[str, Any]) -> None:
     timer = bindings(indexed["extract"])["timer"]
     assert timer["type"] == "timerTrigger" and timer["direction"] == "IN"
     assert timer["schedule"] == "%EXTRACT_SCHEDULE%"
+    assert timer["useMonitor"] is True and timer["runOnStartup"] is False
+
+
+def test_reconcile_is_a_timer_on_its_schedule_setting(indexed: dict[str, Any]) -> None:
+    timer = bindings(indexed["reconcile"])["timer"]
+    assert timer["type"] == "timerTrigger" and timer["schedule"] == "%RECONCILE_SCHEDULE%"
     assert timer["useMonitor"] is True and timer["runOnStartup"] is False
 
 

@@ -18,7 +18,7 @@ from shared.contract import DIMENSIONS, FACTS, TABLES, CuratedManifest
 from shared.errors import TransientError
 from shared.lake import Lake
 from shared.load.curated import read_curated, read_manifest
-from shared.warehouse import bulk, ledger, merge, staging
+from shared.warehouse import bulk, deletes, ledger, merge, staging
 
 Step = Literal["schema", "staging", "dim_date", "dims", "facts", "ledger"]
 # The steps after which `checkpoint` is called, in order.
@@ -90,6 +90,10 @@ def run_load(
     with timer("facts"):
         merge_facts(conn, batch, run_id, timer)
         checkpoint("facts")
+    if manifest.deleted:
+        with timer("deletes"):
+            marked = deletes.mark_deleted(conn, manifest.deleted, manifest.extracted_time or datetime.now(UTC))
+            batch.rows.update({f"{table}.deleted": rows for table, rows in marked.items()})
     source_max = manifest.source_max_time
     lag = lag_s(source_max, datetime.now(UTC)) if source_max else None
     with timer("ledger"):

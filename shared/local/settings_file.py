@@ -18,6 +18,7 @@ FUNC_DEFAULTS = {
     "CURATED_CONTAINER": "curated",
     "LOAD_QUEUE": "load-jobs",
     "EXTRACT_SCHEDULE": "0 */5 * * * *",
+    "RECONCILE_SCHEDULE": "0 30 2 * * *",
     "EXTRACT_LOOKBACK": "10m",
 }
 # Settings `totes up` owns: rewritten on every run, because the stack's ports change when it restarts.

@@ -18,6 +18,7 @@ from shared.transform.dates import calendar_rows
 from shared.transform.errors import InvalidValueError, MissingReferenceError, describe_ids
 from shared.transform.hashing import row_hash
 from shared.transform.state import latest_per_key
+from shared.transform.strict import is_iso_date
 
 _FOUND = "__etl_found"
 _ROW = "__etl_row"
@@ -189,7 +190,7 @@ def _parse_text_dates(frame: pl.DataFrame, table: str, key: str, columns: tuple[
     """The source's 'YYYY-MM-DD' text columns as dates; a value that is not one raises InvalidValueError."""
     parsed = frame.with_columns([pl.col(c).str.to_date("%Y-%m-%d", strict=False).alias(f"{c}__date") for c in columns])
     for column in columns:
-        bad = parsed.filter(pl.col(f"{column}__date").is_null() & pl.col(column).is_not_null())
+        bad = parsed.filter(pl.col(column).is_not_null() & ~is_iso_date(column).fill_null(False))
         if bad.height:
             listed = bad.sort(key).select(pl.format("{} {} '{}'", pl.lit(key), _text(key), pl.col(column))).to_series()
             raise InvalidValueError(

@@ -38,6 +38,8 @@ _HEX_PAIRS = np.array(
 )
 # Rows per numpy batch: keeps each word column within the CPU cache (measured fastest around 64k).
 BATCH_ROWS = 1 << 16
+# Bytes of zero-padded string words built at once (shared by the rows padded together; see _fold_strings).
+PAD_BYTES = 1 << 23
 _MAX_COLUMNS = 64  # the null mask is one 64-bit word
 
 
@@ -65,17 +67,45 @@ def _avalanche(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint64(32))
 
 
-def _string_bytes(strings: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Per string (nulls as ''): its UTF-8 bytes zero-padded to words (a words x rows matrix), byte length."""
-    filled = strings.fill_null("")
-    n_bytes = filled.str.len_bytes().cast(pl.UInt64).to_numpy()
+def _string_bytes(filled: pl.Series, n_bytes: np.ndarray) -> np.ndarray:
+    """Per string (no nulls) of `n_bytes` UTF-8 bytes: its bytes zero-padded to words (a words x rows matrix)."""
     width = (int(n_bytes.max(initial=0)) // 8 + 1) * 8
     padded = pl.select(
         pl.concat_str([pl.lit(filled), pl.lit("\0" * width).str.slice(0, width - pl.lit(n_bytes))])
         .cast(pl.Binary)
         .bin.reinterpret(dtype=pl.Array(pl.UInt64, width // 8), endianness="little")
     ).to_series()
-    return np.ascontiguousarray(padded.to_numpy().T), n_bytes
+    return np.ascontiguousarray(padded.to_numpy().T)
+
+
+def _fold_strings(strings: pl.Series) -> list[np.ndarray]:
+    """Per seed, the fold of each string (nulls as '') of `strings`.
+
+    Strings are padded to the widest of the rows padded together, so one wide value padded with a whole batch
+    would cost its width times the batch's rows (a 64 KB text: 4 GB). Rows are padded together only while
+    rows x width stays within PAD_BYTES: sorted by length, in chunks, so memory does not grow with one wide
+    value beyond about its own size, and the usual narrow batch is still one chunk."""
+    filled = strings.fill_null("")
+    n_bytes = filled.str.len_bytes().cast(pl.UInt64).to_numpy()
+    folded = [np.empty(len(n_bytes), dtype=np.uint64) for _ in _SEEDS]
+    widths = (n_bytes // np.uint64(8) + np.uint64(1)) * np.uint64(8)
+    if int(widths.max(initial=0)) * len(widths) <= PAD_BYTES:
+        chunks = [np.arange(len(widths))]
+    else:
+        order = np.argsort(n_bytes, kind="stable")
+        sorted_widths = widths[order]
+        chunks, start = [], 0
+        while start < len(order):
+            # The chunk's width is its last (widest) row's: take rows while rows x width fits.
+            fits = np.arange(1, len(order) - start + 1, dtype=np.uint64) * sorted_widths[start:] <= PAD_BYTES
+            stop = start + max(1, len(fits) if fits.all() else int(np.argmin(fits)))
+            chunks.append(order[start:stop])
+            start = stop
+    for rows in chunks:
+        words = _string_bytes(filled.gather(rows), n_bytes[rows])
+        for lane, seed in zip(folded, _SEEDS, strict=True):
+            lane[rows] = _fold_string(words, n_bytes[rows], seed)
+    return folded
 
 
 def _fold_string(words: np.ndarray, n_bytes: np.ndarray, seed: np.uint64) -> np.ndarray:
@@ -110,13 +140,13 @@ def _words(frame: pl.DataFrame) -> tuple[list[np.ndarray | None], np.ndarray]:
 
 
 def _hash_batch(strings: list[pl.Series | None], words: list[np.ndarray | None], null_mask: np.ndarray) -> pl.Series:
-    folded = {i: _string_bytes(series) for i, series in enumerate(strings) if series is not None}
+    folded = {i: _fold_strings(series) for i, series in enumerate(strings) if series is not None}
     premixed = [None if word is None else _premix(word) for word in words]
     lanes = []
-    for seed in _SEEDS:
+    for lane, seed in enumerate(_SEEDS):
         h = np.full(len(null_mask), seed + _P5 + np.uint64(len(words) + 1), dtype=np.uint64)
         for i, k in enumerate(premixed):
-            h = _merge(h, _premix(_fold_string(*folded[i], seed)) if k is None else k)
+            h = _merge(h, _premix(folded[i][lane]) if k is None else k)
         lanes.append(_avalanche(_round(h, null_mask)))
     digest_bytes = np.stack(lanes, axis=1).astype(">u8").view(np.uint8)  # (rows, 16), big-endian lanes
     text = np.ascontiguousarray(_HEX_PAIRS[digest_bytes]).view("S32").ravel()

@@ -7,7 +7,7 @@ import hashlib
 import logging
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -17,6 +17,7 @@ from shared.lake import Lake
 from shared.schema import SOURCE_SCHEMA
 from shared.transform.errors import BadRunError
 from shared.transform.model import conform_source
+from shared.transform.strict import DateWindow, bad_dates, date_problem
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,15 @@ class StagedFile:
     where: str  # <raw container>/<file>, for messages
     run_id: str
     casts: tuple[str, ...]  # columns stored in another dtype than the source's (checked to cast)
+    dates: DateWindow | None = None  # the window the source's text dates must lie in (shared.transform.strict)
 
 
-def stage_raw(lake: Lake, manifest: RawManifest, folder: Path) -> tuple[dict[str, StagedFile], list[str]]:
+def stage_raw(
+    lake: Lake, manifest: RawManifest, folder: Path, dates: DateWindow | None = None
+) -> tuple[dict[str, StagedFile], list[str]]:
     """The run's raw files of known source tables, checked and copied into `folder`, and warnings; BadRunError
-    on a bad file. Only the Parquet footers are read here; `load_raw` reads a table's rows when it is built."""
+    on a bad file. Only the Parquet footers are read here; `load_raw` reads a table's rows when it is built
+    (and checks its text dates against `dates`)."""
     with ThreadPoolExecutor(IO_THREADS) as pool:
         results = list(
             pool.map(
@@ -50,7 +55,7 @@ def stage_raw(lake: Lake, manifest: RawManifest, folder: Path) -> tuple[dict[str
     for raw_file, (file, file_warnings) in zip(manifest.files, results, strict=True):
         warnings += file_warnings
         if file is not None:
-            staged[raw_file.table] = file
+            staged[raw_file.table] = replace(file, dates=dates)
     for message in warnings:
         log.warning(message)
     return staged, warnings
@@ -108,4 +113,7 @@ def load_raw(staged: StagedFile) -> pl.DataFrame:
         frame = frame.with_columns([pl.col(c).cast(schema[c], strict=True) for c in staged.casts if c in columns])
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise BadRunError(staged.run_id, f"is not readable as Parquet ({exc})", file=staged.where) from exc
+    for column, listed in bad_dates(frame, staged.table, staged.dates).items():
+        reason = date_problem(staged.run_id, staged.table, column, listed, staged.dates)
+        raise BadRunError(staged.run_id, reason, file=staged.where, columns=[column])
     return conform_source(frame, staged.table, "raw")

@@ -53,17 +53,20 @@ from shared.contract import (
     LoadMessage,
     RawManifest,
     check_run_id,
+    instant,
     manifest_name,
     run_id_from_blob,
 )
 from shared.errors import TerminalError
 from shared.lake import BlobExistsError, Lake
-from shared.settings import Settings, load_settings
+from shared.settings import Settings, date_window_years, load_settings
+from shared.transform.deletes import deleted_in_warehouse, drop_deleted
 from shared.transform.errors import BadRunError
 from shared.transform.outputs import build_outputs, write_outputs
 from shared.transform.quarantine import quarantine
 from shared.transform.raw import stage_raw
 from shared.transform.store import read_state, write_state
+from shared.transform.strict import DateWindow
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +142,7 @@ def _transform(lake: Lake, run_id: str) -> TransformOutcome:
     with tempfile.TemporaryDirectory(prefix="totes-transform-") as folder:
         try:
             manifest = _parse_raw_manifest(run_id, raw_manifest, f"{lake.raw}/{name}")
-            staged, warnings = stage_raw(lake, manifest, Path(folder))
+            staged, warnings = stage_raw(lake, manifest, Path(folder), _date_window(manifest))
             state = read_state(lake)
             previous = {t: blob.frame for t, blob in state.items() if blob.frame is not None}
             phases["read"] = time.perf_counter() - started
@@ -163,7 +166,7 @@ def _transform(lake: Lake, run_id: str) -> TransformOutcome:
         for message in built.warnings:
             log.warning("run %s: %s", run_id, message)
         files = write_outputs(lake, run_id, built.outputs)
-    write_state(lake, state, built.state)
+    write_state(lake, state, drop_deleted(built.state, manifest.deleted))
     curated = CuratedManifest(
         run_id=run_id,
         extracted_at=manifest.extracted_at,
@@ -171,6 +174,7 @@ def _transform(lake: Lake, run_id: str) -> TransformOutcome:
         files=files,
         warnings=tuple(warnings),
         traceparent=telemetry.trace_fields().get(telemetry.TRACEPARENT),
+        deleted=deleted_in_warehouse(manifest.deleted),
     )
     try:
         lake.put_once(lake.curated, name, curated.to_json(), JSON_TYPE)
@@ -201,6 +205,12 @@ def lake_from_environment() -> Lake:
 @lru_cache(maxsize=4)
 def _lake_for(settings: Settings) -> Lake:
     return Lake.from_settings(settings)
+
+
+def _date_window(manifest: RawManifest) -> DateWindow | None:
+    """The dates the run's source text dates may hold: DATE_WINDOW_YEARS around its extract time."""
+    extracted = instant(manifest.extracted_at)
+    return None if extracted is None else DateWindow.around(extracted, date_window_years())
 
 
 def _parse_raw_manifest(run_id: str, data: bytes, where: str) -> RawManifest:

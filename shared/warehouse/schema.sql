@@ -168,18 +168,34 @@ CREATE TABLE IF NOT EXISTS etl.schema_applied (
     applied_at timestamptz NOT NULL DEFAULT now()
 );
 
--- Analysts' views: the current version of each order and payment.
+-- Deletes (docs/warehouse.md): nothing is removed; the current rows of a row deleted in the source get the
+-- time of the run that saw the deletion. Added by ALTER so that warehouses created before it gain the column.
+ALTER TABLE dim_staff ADD COLUMN IF NOT EXISTS etl_deleted_at timestamptz;
+ALTER TABLE dim_location ADD COLUMN IF NOT EXISTS etl_deleted_at timestamptz;
+ALTER TABLE dim_currency ADD COLUMN IF NOT EXISTS etl_deleted_at timestamptz;
+ALTER TABLE dim_design ADD COLUMN IF NOT EXISTS etl_deleted_at timestamptz;
+ALTER TABLE dim_counterparty ADD COLUMN IF NOT EXISTS etl_deleted_at timestamptz;
+ALTER TABLE dim_payment_type ADD COLUMN IF NOT EXISTS etl_deleted_at timestamptz;
+ALTER TABLE dim_transaction ADD COLUMN IF NOT EXISTS etl_deleted_at timestamptz;
+ALTER TABLE fact_sales_order ADD COLUMN IF NOT EXISTS etl_deleted_at timestamptz;
+ALTER TABLE fact_purchase_order ADD COLUMN IF NOT EXISTS etl_deleted_at timestamptz;
+ALTER TABLE fact_payment ADD COLUMN IF NOT EXISTS etl_deleted_at timestamptz;
+-- Analysts' views: the current version of each order and payment, left out once deleted in the source.
 CREATE OR REPLACE VIEW current_sales_order AS
-SELECT DISTINCT ON (sales_order_id) *
-FROM fact_sales_order
-ORDER BY sales_order_id, last_updated_date DESC, last_updated_time DESC, sales_record_id DESC;
-
+SELECT * FROM (
+    SELECT DISTINCT ON (sales_order_id) *
+    FROM fact_sales_order
+    ORDER BY sales_order_id, last_updated_date DESC, last_updated_time DESC, sales_record_id DESC
+) AS v WHERE etl_deleted_at IS NULL;
 CREATE OR REPLACE VIEW current_purchase_order AS
-SELECT DISTINCT ON (purchase_order_id) *
-FROM fact_purchase_order
-ORDER BY purchase_order_id, last_updated_date DESC, last_updated_time DESC, purchase_record_id DESC;
-
+SELECT * FROM (
+    SELECT DISTINCT ON (purchase_order_id) *
+    FROM fact_purchase_order
+    ORDER BY purchase_order_id, last_updated_date DESC, last_updated_time DESC, purchase_record_id DESC
+) AS v WHERE etl_deleted_at IS NULL;
 CREATE OR REPLACE VIEW current_payment AS
-SELECT DISTINCT ON (payment_id) *
-FROM fact_payment
-ORDER BY payment_id, last_updated_date DESC, last_updated DESC, payment_record_id DESC;
+SELECT * FROM (
+    SELECT DISTINCT ON (payment_id) *
+    FROM fact_payment
+    ORDER BY payment_id, last_updated_date DESC, last_updated DESC, payment_record_id DESC
+) AS v WHERE etl_deleted_at IS NULL;

@@ -1,7 +1,7 @@
 -- Analysts' views: what the dashboard (shared/dashboard) shows, and what Power BI can point at.
 -- Applied right after schema.sql (shared.warehouse.schema_sql). Rules every view keeps:
 --   * facts are their current versions only (the row with the latest (last_updated_date, last updated
---     time, record id) per natural id, as the current_* views of schema.sql define it);
+--     time, record id) per natural id, as the current_* views of schema.sql define it), deleted ones left out;
 --   * an amount always comes with its currency_code and is never summed across currencies;
 --   * dates are the warehouse's own (dim_date), months as the first day of the month.
 
@@ -78,7 +78,7 @@ SELECT
     s.agreed_delivery_date
 FROM fact_sales_order s
 JOIN dim_currency c USING (currency_id)
-WHERE s.etl_current;
+WHERE s.etl_current AND s.etl_deleted_at IS NULL;  -- a deleted order is left out
 
 -- The same with the names analysts group by.
 CREATE OR REPLACE VIEW sales_order_detail AS
@@ -113,7 +113,7 @@ SELECT
     p.agreed_delivery_date
 FROM fact_purchase_order p
 JOIN dim_currency c USING (currency_id)
-WHERE p.etl_current;
+WHERE p.etl_current AND p.etl_deleted_at IS NULL;  -- a deleted order is left out
 
 -- The same with the supplier's name (the counterparty of a purchase order).
 CREATE OR REPLACE VIEW purchase_order_detail AS
@@ -153,7 +153,7 @@ FROM fact_payment p
 JOIN dim_currency c USING (currency_id)
 JOIN dim_payment_type pt USING (payment_type_id)
 LEFT JOIN transaction_agreed_payment a USING (transaction_id)
-WHERE p.etl_current;
+WHERE p.etl_current AND p.etl_deleted_at IS NULL;  -- a deleted payment is left out
 
 -- The pipeline's runs from the ledger: one row per loaded run, rows per table unnested, and the lag
 -- from the newest source change it carried to its commit in the warehouse.

@@ -62,6 +62,7 @@ def test_local_settings_run_func_start_on_azurite(local_settings: dict[str, Any]
     assert values["LOAD_QUEUE"] == "load-jobs"
     assert values["EXTRACT_SCHEDULE"] == "0 */5 * * * *"
     assert values["EXTRACT_LOOKBACK"] == "10m"
+    assert values["RECONCILE_SCHEDULE"] == "0 30 2 * * *"
 
 
 @pytest.mark.parametrize(("name", "database"), [("TOTESYS_DB_URL", "totesys"), ("WAREHOUSE_DB_URL", "warehouse")])

@@ -186,6 +186,8 @@ def test_app_settings_match_the_design_contract(terraform: Terraform) -> None:
     assert settings["EXTRACT_LOOKBACK"] == "${var.extract_lookback}"
     assert settings["KEY_VAULT_URL"] == "${azurerm_key_vault.main.vault_uri}"
     assert terraform.variables["extract_schedule"]["default"] == "0 */5 * * * *"
+    assert settings["RECONCILE_SCHEDULE"] == "${var.reconcile_schedule}"
+    assert terraform.variables["reconcile_schedule"]["default"] == "0 30 2 * * *"
     assert terraform.variables["extract_lookback"]["default"] == "10m"
     app = terraform.resource("azurerm_function_app_flex_consumption", "main")
     site_config = blocks(app, "site_config")[0]

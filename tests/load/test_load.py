@@ -86,7 +86,7 @@ def test_first_load_of_a_small_run(
     assert query(db, "SELECT * FROM dim_counterparty") == [
         (
             *(1, "Fahey and Sons", "605 Haskell Trafficway", "", None),
-            *("East Bobbie", "88253-4257", "Chad", "9687 937447", T0, R1),
+            *("East Bobbie", "88253-4257", "Chad", "9687 937447", T0, R1, None),  # etl_deleted_at: not deleted
         )
     ]
     assert query(
