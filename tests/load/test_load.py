@@ -190,6 +190,7 @@ def fact_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     """Run the test with fact batches inserted per row (ON CONFLICT) and in bulk (keys rebuilt)."""
     if request.param == "bulk":
         monkeypatch.setattr(bulk, "BULK_FACT_ROWS", 1)
+        monkeypatch.setattr(bulk, "FIRST_LOAD_ROWS", 1)
     return str(request.param)
 
 
