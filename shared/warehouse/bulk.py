@@ -23,7 +23,8 @@ BULK_FACT_RATIO = 20
 # checks every foreign key of every row, one at a time.
 FIRST_LOAD_ROWS = 2_000
 # Memory for the sorts of a rebuilt key and the hash joins of a foreign-key check (PostgreSQL runs the
-# check with maintenance_work_mem as its work_mem): the default 64MB spills an x100 fact's sort to disk.
+# check with maintenance_work_mem as its work_mem): the default 64MB is below the version-key sort of an
+# x100 fact (1.6M keys of an int and a 32-hex-digit hash, ~100 MB), which then spills to disk.
 # Transaction-local (SET LOCAL); a few of a server's GB at most while one load runs.
 BULK_MAINTENANCE_WORK_MEM = "256MB"
 
