@@ -107,6 +107,7 @@ def cycle(env: dict[str, str], changes: int) -> dict[str, Any]:
         "extracted_rows": sum(summary.extract.rows.values()),
         "loaded_rows": summary.load.rows if summary.load else {},
         "lag_s": summary.load.lag_s if summary.load else None,
+        "load_timings": summary.load.timings if summary.load else {},
         "peak_rss_mib": peak_rss_mib(),
     }
 

@@ -223,6 +223,11 @@ def tracing_enabled() -> bool:
     return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
 
 
+def metrics_enabled() -> bool:
+    """Whether metrics go anywhere (Azure Monitor configured, or providers in use), so measuring one is worth it."""
+    return bool(_configured) or "meter" in _providers
+
+
 def record_lag(seconds: float) -> None:
     """Freshness lag of a loaded run: its newest source commit -> its warehouse commit (totes.freshness.lag)."""
     _instruments().lag.record(seconds)

@@ -120,7 +120,7 @@ def stage_run(conn: psycopg.Connection, lake: Lake, manifest: CuratedManifest, t
         with timer("read", table):
             frame = read_curated(lake, manifest.run_id, entry, batch.columns[table])
         with timer("staging", table):
-            first_load = frame.height >= bulk.BULK_FACT_ROWS and bulk.is_empty(conn, table)
+            first_load = frame.height >= bulk.FIRST_LOAD_ROWS and bulk.is_empty(conn, table)
             if first_load and table in FACTS:
                 batch.copied[table] = bulk.copy_facts(conn, table, frame, manifest.run_id)
                 if (bounds := merge.date_bounds(frame)) is not None:

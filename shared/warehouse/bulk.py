@@ -18,6 +18,15 @@ from shared.warehouse.staging import copy_frame, fact_versions
 # of per row (see merge.insert_facts). One per-row insert costs about what re-checking ~40 existing rows does.
 BULK_FACT_ROWS = 50_000
 BULK_FACT_RATIO = 20
+# A curated file of at least this many rows for an empty table (a first load) is COPYd straight in: its
+# keys are then built once and each foreign key checked by one scan, where staging it and inserting per row
+# checks every foreign key of every row, one at a time.
+FIRST_LOAD_ROWS = 2_000
+# Memory for the sorts of a rebuilt key and the hash joins of a foreign-key check (PostgreSQL runs the
+# check with maintenance_work_mem as its work_mem): the default 64MB is below the version-key sort of an
+# x100 fact (1.6M keys of an int and a 32-hex-digit hash, ~100 MB), which then spills to disk.
+# Transaction-local (SET LOCAL); a few of a server's GB at most while one load runs.
+BULK_MAINTENANCE_WORK_MEM = "256MB"
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,7 @@ def add_constraints(conn: psycopg.Connection, dropped: Constraints) -> None:
     one sort and each foreign key checked by one join over the whole table."""
     if not dropped.definitions:
         return
+    conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (BULK_MAINTENANCE_WORK_MEM,))
     # Definitions as the catalog printed them (pg_get_constraintdef), re-added under the same names.
     conn.execute(
         sql.SQL("ALTER TABLE {} {}").format(

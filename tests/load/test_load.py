@@ -185,11 +185,26 @@ def test_a_crash_between_staging_and_merge_leaves_warehouse_and_ledger_unchanged
 CONSTRAINTS = "SELECT conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint ORDER BY 1"
 
 
+def test_a_first_load_copied_straight_in_keeps_every_key_and_validated_foreign_key(
+    monkeypatch: pytest.MonkeyPatch, curated: CuratedRuns, lake: Lake, warehouse_settings: Settings
+) -> None:
+    monkeypatch.setattr(bulk, "FIRST_LOAD_ROWS", 1)  # the copy path of a first load, whatever the size
+    curated.write(R1, base_run())
+    load(warehouse_settings, lake, R1)
+
+    constraints = query(url(warehouse_settings), CONSTRAINTS)
+    sales = {name: validated for name, _, validated in constraints if name.startswith("fact_sales_order_")}
+    assert len([d for _, d, _ in constraints if d.startswith("FOREIGN KEY")]) == 24  # the REFERENCES of schema.sql
+    assert len(sales) == 11 and {"fact_sales_order_pkey", "fact_sales_order_version_key"} <= set(sales)
+    assert all(validated for _, _, validated in constraints), "every key and foreign key is enforced and validated"
+
+
 @pytest.fixture(params=["per-row", "bulk"])
 def fact_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run the test with fact batches inserted per row (ON CONFLICT) and in bulk (keys rebuilt)."""
     if request.param == "bulk":
         monkeypatch.setattr(bulk, "BULK_FACT_ROWS", 1)
+        monkeypatch.setattr(bulk, "FIRST_LOAD_ROWS", 1)
     return str(request.param)
 
 
