@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -138,6 +139,7 @@ class LocalStack:
 
             logging.getLogger("pgserver").setLevel(logging.WARNING)
 
+            _ensure_system_user()
             server = pgserver.get_server(self.pgdata, cleanup_mode=None)
             uri = server.get_uri()
         with psycopg.connect(uri, autocommit=True) as conn:
@@ -205,6 +207,25 @@ def with_database(uri: str, database: str) -> str:
     head, _, query = uri.partition("?")
     head = head.rsplit("/", 1)[0] + "/" + database
     return f"{head}?{query}" if query else head
+
+
+def _ensure_system_user() -> None:
+    """As root, pgserver runs PostgreSQL as a system user it creates on first use with `useradd`.
+
+    Two processes starting at once on a fresh machine (pytest's two workers) would both run useradd; both
+    can succeed with different uids, and the loser's data folder then belongs to a uid that no longer
+    exists. One lock across processes makes the first creation the only one.
+    """
+    if os.geteuid() != 0:
+        return
+    import fcntl
+
+    from pgserver.utils import ensure_user_exists
+
+    lock_path = Path(tempfile.gettempdir()) / "totes-pgserver-user.lock"
+    with lock_path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ensure_user_exists("pgserver")
 
 
 def _alive(pid: int) -> bool:
