@@ -18,9 +18,9 @@ import psycopg
 from azure.core.exceptions import AzureError
 
 from shared import redact, telemetry
-from shared.errors import EtlError
+from shared.errors import EtlError, SettingsError
 from shared.local.stack import LocalStack
-from shared.settings import Settings, load_settings, telemetry_connection_string
+from shared.settings import Need, Settings, load_settings, telemetry_connection_string
 
 if TYPE_CHECKING:
     from shared.pipeline import CycleSummary
@@ -34,15 +34,20 @@ def say(message: str) -> None:
     print(redact.scrub(message), file=sys.stderr, flush=True)
 
 
-def stack_settings(local_dir: Path = LOCAL_DIR) -> Settings:
-    """Settings from the environment; where the database URLs or LAKE_STORAGE are unset, start the
-    local stack under `local_dir` and use it for those."""
+def stack_settings(local_dir: Path = LOCAL_DIR, *needs: Need) -> Settings:
+    """Settings from the environment, checked for what the command `needs` (default: all three).
+
+    Where a needed database URL or LAKE_STORAGE is unset, start the local stack under `local_dir` and use
+    it for the settings not set; a command whose needs are all set never starts it."""
+    needs = needs or ("source", "warehouse", "lake")
     settings = load_settings()
-    if settings.totesys_db_url and settings.warehouse_db_url and settings.lake:
-        return settings
+    try:
+        return settings.require(*needs)
+    except SettingsError:
+        pass
     say(f"starting the local stack in {local_dir}/ (PostgreSQL + Azurite) for the settings not set ...")
     urls = LocalStack(local_dir).up()
-    return load_settings(defaults=urls.as_env())
+    return load_settings(defaults=urls.as_env()).require(*needs)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -114,7 +119,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from shared.local.demo import run_demo
 
     started = time.monotonic()
-    settings = stack_settings(args.local_dir).require("source", "warehouse", "lake")
+    settings = stack_settings(args.local_dir, "source", "warehouse", "lake")
     run_demo(settings, changes=args.changes, seed=args.seed, say=say)
     from shared.dashboard import server
 
@@ -129,7 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """extract -> transform -> load in-process, once or every N seconds (a failed cycle is logged)."""
     from shared.pipeline import run_cycle
 
-    settings = stack_settings(args.local_dir).require("source", "warehouse", "lake")
+    settings = stack_settings(args.local_dir, "source", "warehouse", "lake")
     if args.every is None:
         print_cycle(run_cycle(settings, progress=say))
         return 0
@@ -150,7 +155,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from shared.extract import LEASE_BLOB, extract
     from shared.lake import Lake
 
-    settings = stack_settings(args.local_dir).require("source", "lake")
+    settings = stack_settings(args.local_dir, "source", "lake")
     lake = Lake.from_settings(settings)
     lake.ensure()
     result = extract(settings, lake)
@@ -170,7 +175,7 @@ def cmd_transform(args: argparse.Namespace) -> int:
     from shared.lake import Lake
     from shared.transform.stage import transform
 
-    settings = stack_settings(args.local_dir).require("lake")
+    settings = stack_settings(args.local_dir, "lake")
     lake = Lake.from_settings(settings)
     outcome = transform(lake, args.run_id)
     if outcome.status == "quarantined":
@@ -186,7 +191,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     from shared.lake import Lake
     from shared.load import load
 
-    settings = stack_settings(args.local_dir).require("warehouse", "lake")
+    settings = stack_settings(args.local_dir, "warehouse", "lake")
     result = load(settings, Lake.from_settings(settings), args.run_id)
     if result.already_loaded:
         say(f"run {args.run_id} was already loaded: nothing changed")
@@ -201,7 +206,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from shared.lake import Lake
     from shared.load import status
 
-    settings = stack_settings(args.local_dir).require("warehouse")
+    settings = stack_settings(args.local_dir, "warehouse")
     report = status(settings, limit=args.limit)
     runs = report["runs"]
     if not runs:
@@ -223,7 +228,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     from shared.extract.retry import retry
     from shared.lake import Lake
 
-    settings = stack_settings(args.local_dir).require("source", "lake")
+    settings = stack_settings(args.local_dir, "source", "lake")
     new_id = retry(settings, Lake.from_settings(settings), args.run_id)
     say(f"run {args.run_id} is superseded by run {new_id} (its rows as the source holds them now)")
     print("next: totes run --once (drains the backlog from it on)")
@@ -234,7 +239,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """Compare the warehouse with the source, table by table; exit 1 on any difference."""
     from shared.verify import verify
 
-    settings = stack_settings(args.local_dir).require("source", "warehouse")
+    settings = stack_settings(args.local_dir, "source", "warehouse")
     assert settings.totesys_db_url is not None and settings.warehouse_db_url is not None
     say("verify: warehouse (current rows) against the source, every column")
     report = verify(
@@ -264,7 +269,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
     from shared.dashboard import server
 
-    settings = stack_settings(args.local_dir).require("warehouse")
+    settings = stack_settings(args.local_dir, "warehouse")
     port = server.free_port(args.port)
     process = subprocess.Popen(server.command(port, args.address), env={**os.environ, **dashboard_env(settings)})
     try:
@@ -314,7 +319,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from shared.lake import Lake
     from shared.reconcile import reconcile
 
-    settings = stack_settings(args.local_dir).require("source", "lake")
+    settings = stack_settings(args.local_dir, "source", "lake")
     lake = Lake.from_settings(settings)
     lake.ensure()
     result = reconcile(settings, lake)
@@ -331,7 +336,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from shared.lake import Lake
     from shared.replay import replay
 
-    settings = stack_settings(args.local_dir).require("lake")
+    settings = stack_settings(args.local_dir, "lake")
     result = replay(settings, Lake.from_settings(settings), args.into, args.from_run, progress=print)
     print_counts(f"replayed {result.loaded} of {result.transformed} runs in {result.duration_s:.2f} s", result.rows)
     print("next: WAREHOUSE_DB_URL=<that URL> totes verify, then swap the databases")

@@ -5,6 +5,7 @@ warehouse after one reconcile; `totes verify` then finds no difference."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import polars as pl
 import psycopg
@@ -132,16 +133,21 @@ def test_the_commands_reconcile_an_empty_lake_and_replay_it(
     second_warehouse: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     """Nothing archived yet: every source row is missing, so one reconcile archives the whole source, and a replay
-    of that archive gives a warehouse equal to the source."""
+    of that archive gives a warehouse equal to the source. Neither needs WAREHOUSE_DB_URL (unset here), so neither
+    starts a local stack."""
     for name, value in {**lake_env, "TOTESYS_DB_URL": source_db}.items():
         monkeypatch.setenv(name, value)
-    assert main(["reconcile"]) == 0
+    monkeypatch.delenv("WAREHOUSE_DB_URL", raising=False)
+    unused = tmp_path / "no-stack"
+    assert main(["--local-dir", str(unused), "reconcile"]) == 0
     out = capsys.readouterr().out
     assert "sales_order     compared     11187  edited      0  deleted      0  missing  11187" in out
     assert "next: totes transform" in out
-    assert main(["replay", "--into", second_warehouse]) == 0
+    assert main(["--local-dir", str(unused), "replay", "--into", second_warehouse]) == 0
     assert "replayed 1 of 1 runs" in capsys.readouterr().out
+    assert not unused.exists()
     report = verify(source_db, second_warehouse)
     assert report.ok, "\n".join(t.line() for t in report.tables if not t.ok)
