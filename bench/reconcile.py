@@ -8,8 +8,10 @@ On the source `bench_totesys_x<scale>` (bench.extract seeds or reuses it), each 
    warehouse database: the load's seconds are the replay baseline (a first load of the same rows);
 3. reconcile: shared.reconcile.reconcile over that archive, twice: the first folds every raw file into its
    index, the second (the figure per table) reads only the source and the index; nothing differs;
-4. replay: shared.replay.replay of the archive into another empty warehouse database.
-Prints per table rows, COPY and reconcile seconds, and the two ratios. Results go to bench/results/.
+4. replay: shared.replay.replay of the archive into another empty warehouse database;
+5. verify: shared.verify.verify of the live warehouse against the source, in its own child (its peak RSS
+   is verify's alone: it streams both sides, so it stays flat as the scale grows).
+Prints per table rows, COPY and reconcile seconds, and the ratios. Results go to bench/results/.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -67,7 +70,20 @@ def run_reconcile(env: dict[str, str], replay_url: str) -> dict[str, Any]:
     }
 
 
-def report(scale: int, baseline: dict[str, Any], result: dict[str, Any]) -> str:
+def run_verify(source_url: str, warehouse_url: str) -> dict[str, Any]:
+    """Child: `totes verify` of the live warehouse, timed, with this process's peak RSS."""
+    from shared.verify import verify
+
+    started = time.perf_counter()
+    checked = verify(source_url, warehouse_url)
+    return {
+        "verify_s": time.perf_counter() - started,
+        "differences": checked.differences,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def report(scale: int, baseline: dict[str, Any], result: dict[str, Any], verified: dict[str, Any]) -> str:
     """The result table as text."""
     head = f"{'table':<15} {'rows':>10} {'COPY s':>8} {'reconcile s':>12} {'ratio':>6}"
     lines = [f"reconcile vs plain COPY, snapshot x{scale}", head, "-" * len(head)]
@@ -83,7 +99,10 @@ def report(scale: int, baseline: dict[str, Any], result: dict[str, Any]) -> str:
         f"({result['first_reconcile_s'] / base:.2f}x COPY)",
         f"replay (transform + load of the archive): {result['replay_s']:.2f} s; first load of the same rows: "
         f"{result['first_load_s']:.2f} s (replay {result['replay_s'] / result['first_load_s']:.2f}x)",
-        f"peak RSS: baseline {baseline['peak_rss_mib']:,.0f} MiB, reconcile + replay {result['peak_rss_mib']:,.0f} MiB",
+        f"verify (every star table and dim_date against the source): {verified['verify_s']:.2f} s "
+        f"({verified['verify_s'] / base:.2f}x COPY of the source), {verified['differences']} differences",
+        f"peak RSS: baseline {baseline['peak_rss_mib']:,.0f} MiB, "
+        f"reconcile + replay {result['peak_rss_mib']:,.0f} MiB, verify {verified['peak_rss_mib']:,.0f} MiB",
     ]
     return "\n".join(lines)
 
@@ -92,13 +111,15 @@ def main() -> None:
     """Parse the arguments, prepare the source and two warehouses, run the children, print the table."""
     parser = argparse.ArgumentParser(prog="python -m bench.reconcile", description=__doc__.split("\n")[0])
     parser.add_argument("--scale", type=int, default=int(os.environ.get("BENCH_SCALE", "100")))
-    parser.add_argument("--child", choices=("baseline", "reconcile"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("baseline", "reconcile", "verify"), help=argparse.SUPPRESS)
     parser.add_argument("--payload", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         payload = json.loads(args.payload)
         if args.child == "baseline":
             result = run_baseline(payload["url"])
+        elif args.child == "verify":
+            result = run_verify(payload["source"], payload["warehouse"])
         else:
             result = run_reconcile(payload["env"], payload["replay_url"])
         print(json.dumps(result))
@@ -126,14 +147,17 @@ def main() -> None:
         say("archive, reconcile, replay ...")
         payload = {"env": env, "replay_url": with_database(urls.warehouse_db_url, warehouses[1])}
         result = child("reconcile", payload, module="bench.reconcile")
+        say("verify ...")
+        verified = child("verify", {"source": url, "warehouse": env["WAREHOUSE_DB_URL"]}, module="bench.reconcile")
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             for name in warehouses:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    print(report(args.scale, baseline, result))
+    print(report(args.scale, baseline, result, verified))
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"reconcile-x{args.scale}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps({"scale": args.scale, "baseline": baseline, "reconcile": result}, indent=2))
+    figures = {"scale": args.scale, "baseline": baseline, "reconcile": result, "verify": verified}
+    out.write_text(json.dumps(figures, indent=2))
     say(f"results: {out}")
 
 
