@@ -45,8 +45,14 @@ def say(message: str) -> None:
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident set size in MiB (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's own peak resident set size in MiB: VmHWM, because ru_maxrss carries the parent's peak
+    across fork and exec (a child started by a 600 MiB parent reports 600 MiB however little it uses)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def cpu_s() -> float:

@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import multiprocessing
-import resource
 import time
 import uuid
 from datetime import date, datetime
@@ -33,6 +32,7 @@ import polars as pl
 import psycopg
 from psycopg import sql
 
+from bench.extract import peak_rss_mib
 from shared.lake import Lake
 from shared.local.stack import LocalStack, with_database
 from shared.settings import load_settings
@@ -227,21 +227,13 @@ def write_run(lake: Lake, run_id: str, tables: dict[str, pl.DataFrame]) -> int:
     return sum(e["rows"] for e in entries.values())
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set size in MiB (VmHWM: unlike ru_maxrss, not inherited at fork)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def child_load(env: dict[str, str], run_id: str) -> dict[str, Any]:
     """In a fresh process: load() the run; its result and this process's peak RSS."""
     from shared.load import load
 
     settings = load_settings(env, needs=("warehouse", "lake"))
     result = load(settings, Lake.from_settings(settings), run_id)
-    return {"duration_s": result.duration_s, "rows": result.rows, "timings": result.timings, "rss": peak_rss_mb()}
+    return {"duration_s": result.duration_s, "rows": result.rows, "timings": result.timings, "rss": peak_rss_mib()}
 
 
 def child_copy(env: dict[str, str], run_id: str) -> dict[str, Any]:
@@ -276,7 +268,7 @@ def child_copy(env: dict[str, str], run_id: str) -> dict[str, Any]:
         started = time.perf_counter()
         conn.commit()
         seconds += time.perf_counter() - started
-    return {"duration_s": seconds, "rows": rows, "rss": peak_rss_mb()}
+    return {"duration_s": seconds, "rows": rows, "rss": peak_rss_mib()}
 
 
 def in_child(target: Any, *args: Any) -> dict[str, Any]:

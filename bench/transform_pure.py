@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import gc
-import resource
 import statistics
 import time
 from pathlib import Path
 
 import polars as pl
 
+from bench.extract import peak_rss_mib
 from shared.local.source.seed import scaled_frames
 from shared.transform.model import transform_run
 
@@ -41,10 +41,6 @@ def _reset_peak() -> bool:
     except OSError:
         return False
     return True
-
-
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def main() -> None:
@@ -77,7 +73,7 @@ def main() -> None:
     print(f"transform_run: best {best:.2f} s, median {median:.2f} s of {args.repeat} (CPU best {min(cpu):.2f} s)")
     print(f"throughput: {rows_in / best:,.0f} input rows/s ({rows_out / best:,.0f} output rows/s)")
     scope = "since the input was built" if reset else "of the whole process (peak reset unavailable)"
-    print(f"peak RSS {scope}: {_peak_mib():,.0f} MiB (RSS holding the input before the run: {baseline:,.0f} MiB)")
+    print(f"peak RSS {scope}: {peak_rss_mib():,.0f} MiB (RSS holding the input before the run: {baseline:,.0f} MiB)")
 
 
 if __name__ == "__main__":
