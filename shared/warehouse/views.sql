@@ -31,20 +31,32 @@ END
 $$;
 
 -- Arguments: natural id, record id, last-updated time column of the fact table the trigger is on.
+-- Two statements: the natural ids that now have more than one version (a semi-join, planned well on the
+-- transition table), then their flags with those ids as an array parameter. In one statement the join on
+-- the transition table, which has no statistics, was planned as if its ids repeated a lot: three scans and a
+-- sort of the whole fact, 0.6 s at x10 for 1,000 new versions, where the array's values are known to the
+-- planner (index scans for a small batch, hash joins for a large one).
 CREATE OR REPLACE FUNCTION etl.mark_current_versions() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+    ids integer[];
 BEGIN
+    EXECUTE format($sql$
+        SELECT array_agg(DISTINCT n.%3$I) FROM new_versions n
+        WHERE EXISTS (SELECT FROM %1$I.%2$I g WHERE g.%3$I = n.%3$I AND g.%4$I <> n.%4$I)
+    $sql$, TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[0], TG_ARGV[1]) INTO ids;
+    IF ids IS NULL THEN
+        RETURN NULL;  -- every new version is its natural id's only one: current by default
+    END IF;
     EXECUTE format($sql$
         UPDATE %1$I.%2$I f SET etl_current = (f.%4$I = latest.%4$I)
         FROM (
             SELECT DISTINCT ON (%3$I) %3$I, %4$I
             FROM %1$I.%2$I
-            WHERE %3$I IN (
-                SELECT n.%3$I FROM new_versions n JOIN %1$I.%2$I g USING (%3$I) WHERE g.%4$I <> n.%4$I
-            )
+            WHERE %3$I = ANY ($1)
             ORDER BY %3$I, last_updated_date DESC, %5$I DESC, %4$I DESC
         ) latest
-        WHERE f.%3$I = latest.%3$I AND f.etl_current <> (f.%4$I = latest.%4$I)
-    $sql$, TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[0], TG_ARGV[1], TG_ARGV[2]);
+        WHERE f.%3$I = ANY ($1) AND f.%3$I = latest.%3$I AND f.etl_current <> (f.%4$I = latest.%4$I)
+    $sql$, TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[0], TG_ARGV[1], TG_ARGV[2]) USING ids;
     RETURN NULL;
 END
 $fn$;
