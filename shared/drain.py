@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -83,7 +84,11 @@ class TransformDrain:
 
 def read_cursor(lake: Lake) -> str | None:
     """The run up to which every run is loaded or superseded (None before the first drain)."""
-    data = lake.read_versioned(lake.curated, DRAIN_CURSOR_NAME).data
+    return _cursor_in(lake.read_versioned(lake.curated, DRAIN_CURSOR_NAME).data)
+
+
+def _cursor_in(data: bytes | None) -> str | None:
+    """The run a cursor blob's bytes name (None if absent or unreadable)."""
     if data is None:
         return None
     try:
@@ -123,9 +128,13 @@ def pending(lake: Lake, settings: Settings | None = None) -> Pending:
     from shared.backlog import loaded_runs
 
     since = read_cursor(lake)
-    raw = {r for r in list_runs(lake, lake.raw, RUNS_PREFIX, since) if since is None or r > since}
-    curated = {r for r in list_runs(lake, lake.curated, RUNS_PREFIX, since) if since is None or r > since}
-    quarantined = list_runs(lake, lake.curated, QUARANTINE_PREFIX, since)
+    # The three listings are independent: listed at once, a drain's check costs one storage round trip.
+    with ThreadPoolExecutor(3) as pool:
+        places = ((lake.raw, RUNS_PREFIX), (lake.curated, RUNS_PREFIX), (lake.curated, QUARANTINE_PREFIX))
+        listings = [pool.submit(list_runs, lake, container, prefix, since) for container, prefix in places]
+        raw_runs, curated_runs, quarantined = (listing.result() for listing in listings)
+    raw = {r for r in raw_runs if since is None or r > since}
+    curated = {r for r in curated_runs if since is None or r > since}
     superseded = {r for r in quarantined if any(other.startswith(r + RETRY_SUFFIX) for other in raw | curated)}
     todo: list[str] = []
     held: list[str] = []
@@ -167,14 +176,14 @@ def drain_transforms(lake: Lake, *, wait_s: float = 0) -> TransformDrain:
                     TRANSFORM_LEASE_NAME,
                 )
                 return TransformDrain(outcomes, yielded=not outcomes)
-            while todo := pending(lake).transform:
-                for run_id in todo:
-                    lease.check()  # still the only transform: go on
-                    outcome = transform(lake, run_id)
-                    outcomes.append(outcome)
-                    if outcome.status == "quarantined":
-                        break  # the runs after it are held back now
-        # A run whose trigger found the lease held while this drain was finishing: drain again.
+            for run_id in pending(lake).transform:
+                lease.check()  # still the only transform: go on
+                outcome = transform(lake, run_id)
+                outcomes.append(outcome)
+                if outcome.status == "quarantined":
+                    break  # the runs after it are held back now
+        # Listed once the lease is released: runs extracted meanwhile, and any whose trigger found the lease
+        # held (it relied on this drain), are seen here and drained by another round.
         after = pending(lake)
         if not after.transform:
             return TransformDrain(outcomes, blocked_by=after.blocked_by)
@@ -227,7 +236,7 @@ def _advance_cursor(lake: Lake, done_through: str | None) -> None:
     if done_through is None:
         return
     current = lake.read_versioned(lake.curated, DRAIN_CURSOR_NAME)
-    if current.data is not None and (read_cursor(lake) or "") >= done_through:
+    if current.data is not None and (_cursor_in(current.data) or "") >= done_through:
         return
     body = json.dumps({"done_through": done_through}).encode()
     try:
