@@ -127,6 +127,13 @@ def add_constraints(conn: psycopg.Connection, dropped: Constraints) -> None:
     )
 
 
+def analyze(conn: psycopg.Connection, table: str) -> None:
+    """Gather `table`'s statistics inside the load's transaction, after the bulk paths filled it: autovacuum
+    analyses it only a minute or more after the commit, and the next load, planned without statistics, would
+    take its natural ids for rare values repeated across the table (whole-table scans for a few rows)."""
+    conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+
+
 def is_bulk(conn: psycopg.Connection, table: str) -> bool:
     """Whether stg_<table> (analysed) is large enough, against the rows `table` holds, to rebuild the
     table's version key and re-check its foreign keys once rather than per inserted row."""
