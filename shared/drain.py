@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -83,7 +84,11 @@ class TransformDrain:
 
 def read_cursor(lake: Lake) -> str | None:
     """The run up to which every run is loaded or superseded (None before the first drain)."""
-    data = lake.read_versioned(lake.curated, DRAIN_CURSOR_NAME).data
+    return _cursor_in(lake.read_versioned(lake.curated, DRAIN_CURSOR_NAME).data)
+
+
+def _cursor_in(data: bytes | None) -> str | None:
+    """The run a cursor blob's bytes name (None if absent or unreadable)."""
     if data is None:
         return None
     try:
@@ -95,10 +100,19 @@ def read_cursor(lake: Lake) -> str | None:
 
 def list_runs(lake: Lake, container: str, prefix: str, since: str | None, now: datetime | None = None) -> set[str]:
     """The run ids under `prefix` ('_runs/' or '_quarantine/') from the month of run `since` on (all if None)."""
+    return _list_starts(lake, container, prefix, _starts(prefix, since, now))
+
+
+def _starts(prefix: str, since: str | None, now: datetime | None) -> list[str]:
+    """The name prefixes to list for the runs under `prefix` from the month of run `since` on."""
     month = (since or "")[:6]
     # No cursor yet (or not a time-stamped run id): the whole prefix, once.
     timed = month.isdigit() and len(month) == 6
-    starts = [f"{prefix}{m}" for m in _months(month, now)] if timed else [prefix]
+    return [f"{prefix}{m}" for m in _months(month, now)] if timed else [prefix]
+
+
+def _list_starts(lake: Lake, container: str, prefix: str, starts: list[str]) -> set[str]:
+    """The run ids of the manifests (or records) whose names start with any of `starts`."""
     found = set()
     for start in starts:
         for name in lake.list(container, start):
@@ -122,10 +136,9 @@ def pending(lake: Lake, settings: Settings | None = None) -> Pending:
     """The runs waiting per stage, in run order, from the lake (and the ledger when `settings` name a warehouse)."""
     from shared.backlog import loaded_runs
 
-    since = read_cursor(lake)
-    raw = {r for r in list_runs(lake, lake.raw, RUNS_PREFIX, since) if since is None or r > since}
-    curated = {r for r in list_runs(lake, lake.curated, RUNS_PREFIX, since) if since is None or r > since}
-    quarantined = list_runs(lake, lake.curated, QUARANTINE_PREFIX, since)
+    raw_runs, curated_runs, quarantined, since = _listings(lake)
+    raw = {r for r in raw_runs if since is None or r > since}
+    curated = {r for r in curated_runs if since is None or r > since}
     superseded = {r for r in quarantined if any(other.startswith(r + RETRY_SUFFIX) for other in raw | curated)}
     todo: list[str] = []
     held: list[str] = []
@@ -150,16 +163,47 @@ def pending(lake: Lake, settings: Settings | None = None) -> Pending:
     return Pending(todo, blocked_by, held, waiting, done_through)
 
 
+def _listings(lake: Lake) -> tuple[set[str], set[str], set[str], str | None]:
+    """The raw runs, curated runs and quarantined runs from the cursor's month on, and the cursor.
+
+    The cursor is read alongside the listings of this month (where it nearly always is), so a drain's check
+    costs one storage round trip; the months before this one (or the whole prefix, without a cursor) are
+    listed once the cursor is known, only when it points before this month."""
+    now = datetime.now(UTC)
+    places = ((lake.raw, RUNS_PREFIX), (lake.curated, RUNS_PREFIX), (lake.curated, QUARANTINE_PREFIX))
+    with ThreadPoolExecutor(2 * len(places) + 1) as pool:
+        cursor = pool.submit(read_cursor, lake)
+        recent = [_starts(prefix, f"{now:%Y%m}", now) for _, prefix in places]
+        listed = [
+            pool.submit(_list_starts, lake, container, prefix, starts)
+            for (container, prefix), starts in zip(places, recent, strict=True)
+        ]
+        since = cursor.result()
+        earlier = [
+            pool.submit(
+                _list_starts, lake, container, prefix, [s for s in _starts(prefix, since, now) if s not in starts]
+            )
+            for (container, prefix), starts in zip(places, recent, strict=True)
+        ]
+        found = [a.result() | b.result() for a, b in zip(listed, earlier, strict=True)]
+    return found[0], found[1], found[2], since
+
+
 def drain_transforms(lake: Lake, *, wait_s: float = 0) -> TransformDrain:
     """Transform every pending raw run in run order under the transform lease; yield if another holds it
     (after waiting up to `wait_s` seconds for it: the in-process cycle waits out a killed holder's lease)."""
     outcomes: list[TransformOutcome] = []
     deadline = time.monotonic() + wait_s
-    while True:
+    # Listed before the lease is taken: with nothing waiting there is nothing to lease (a run extracted after
+    # this listing has an event of its own). A run listed here that another drain transforms before this one
+    # gets the lease is found done by `transform` ("already_done").
+    waiting = pending(lake)
+    while waiting.transform:
         with lake.lease(lake.curated, TRANSFORM_LEASE_NAME, TRANSFORM_LEASE_SECONDS) as lease:
             if lease is None:
                 if time.monotonic() < deadline:
                     time.sleep(1)
+                    waiting = pending(lake)  # the holder may have drained them meanwhile
                     continue
                 log.info(
                     "transform: another invocation holds %s/%s; it drains this run too",
@@ -167,17 +211,16 @@ def drain_transforms(lake: Lake, *, wait_s: float = 0) -> TransformDrain:
                     TRANSFORM_LEASE_NAME,
                 )
                 return TransformDrain(outcomes, yielded=not outcomes)
-            while todo := pending(lake).transform:
-                for run_id in todo:
-                    lease.check()  # still the only transform: go on
-                    outcome = transform(lake, run_id)
-                    outcomes.append(outcome)
-                    if outcome.status == "quarantined":
-                        break  # the runs after it are held back now
-        # A run whose trigger found the lease held while this drain was finishing: drain again.
-        after = pending(lake)
-        if not after.transform:
-            return TransformDrain(outcomes, blocked_by=after.blocked_by)
+            for run_id in waiting.transform:
+                lease.check()  # still the only transform: go on
+                outcome = transform(lake, run_id)
+                outcomes.append(outcome)
+                if outcome.status == "quarantined":
+                    break  # the runs after it are held back now
+        # Listed once the lease is released: runs extracted meanwhile, and any whose trigger found the lease
+        # held (it relied on this drain), are seen here and drained by another round.
+        waiting = pending(lake)
+    return TransformDrain(outcomes, blocked_by=waiting.blocked_by)
 
 
 def drain_loads(settings: Settings, lake: Lake) -> list[LoadResult]:
@@ -227,7 +270,7 @@ def _advance_cursor(lake: Lake, done_through: str | None) -> None:
     if done_through is None:
         return
     current = lake.read_versioned(lake.curated, DRAIN_CURSOR_NAME)
-    if current.data is not None and (read_cursor(lake) or "") >= done_through:
+    if current.data is not None and (_cursor_in(current.data) or "") >= done_through:
         return
     body = json.dumps({"done_through": done_through}).encode()
     try:

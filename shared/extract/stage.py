@@ -39,7 +39,6 @@ from shared import telemetry
 from shared.contract import (
     EXTRACT_LEASE_NAME,
     JSON_TYPE,
-    PARQUET_TYPE,
     RawFile,
     RawManifest,
     manifest_name,
@@ -50,6 +49,7 @@ from shared.extract.catalog import SourceTable, read_catalog
 from shared.extract.parquet import DEFAULT_BATCH_ROWS, WATERMARK_COLUMN, TableFile, write_table_parquet
 from shared.extract.source import SETTING, database_now, describe_source, source_snapshot
 from shared.extract.state import STATE_BLOB, ExtractState, iso
+from shared.extract.upload import RawUploads
 from shared.lake import ConcurrentUpdateError, Lake, Lease
 from shared.redact import describe
 from shared.schema import SOURCE_TABLES, primary_key
@@ -102,7 +102,7 @@ class ExtractResult:
     extracted_at: datetime
     # table -> data blob name inside the raw container, for the tables that changed
     files: dict[str, str] = field(default_factory=dict)
-    # table -> seconds spent reading, converting and uploading it
+    # table -> seconds spent reading and converting it (its upload overlaps the tables after it)
     table_seconds: dict[str, float] = field(default_factory=dict)
     # False when another run advanced the state first (this run's files and manifest still stand)
     watermark_advanced: bool = False
@@ -386,11 +386,12 @@ def _extract_tables(
     batch_rows: int,
     extracted: _Extracted,
 ) -> None:
-    """Per table inside the snapshot: its new rows to a local Parquet file, uploaded write-once; `times`
-    is (the run's time, the source clock of the snapshot)."""
+    """Per table inside the snapshot: its new rows to a local Parquet file, uploaded write-once in the
+    background (shared.extract.upload) while the next table is read; every upload is done when it returns.
+    `times` is (the run's time, the source clock of the snapshot)."""
     lookback = settings.extract_lookback
     extracted_at, clock = times
-    with tempfile.TemporaryDirectory(prefix="totes-extract-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="totes-extract-") as tmp, RawUploads(lake) as uploads:
         for table in SOURCE_TABLES:
             extracted.current = table
             table_started = time.perf_counter()
@@ -414,13 +415,12 @@ def _extract_tables(
                     _report_future_rows(run_id, table, read.future, clock)
                 if read.file is not None:
                     name = data_blob_name(table, run_id, extracted_at)
-                    with local.open("rb") as stream:
-                        lake.put_once(lake.raw, name, stream, PARQUET_TYPE)
-                    local.unlink()
+                    uploads.put(name, local)  # in the background, while the next table is read
                     extracted.files[table] = RawTableFile(name, read.file, after)
                     span.set(rows=read.file.rows, bytes=read.file.bytes)
             extracted.seconds[table] = time.perf_counter() - table_started
-    extracted.current = None
+        extracted.current = None
+        uploads.wait()
 
 
 def _bounded(state: ExtractState, clock: datetime, run_id: str) -> ExtractState:

@@ -10,6 +10,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -130,12 +131,20 @@ class Lake:
 
     def ensure(self) -> None:
         """Create the containers and queues if missing (Terraform does it in Azure; Azurite starts empty)."""
-        for container in (self.raw, self.curated):
-            with contextlib.suppress(ResourceExistsError), self._guard(container, ""):
-                self.blobs.create_container(container)
-        for queue in (self.load_queue, f"{self.load_queue}-poison"):
-            with contextlib.suppress(ResourceExistsError), self._guard(queue, ""):
-                self.queues.create_queue(queue)
+
+        def create(kind: str, name: str) -> None:
+            with contextlib.suppress(ResourceExistsError), self._guard(name, ""):
+                if kind == "container":
+                    self.blobs.create_container(name)
+                else:
+                    self.queues.create_queue(name)
+
+        # The first alone (a storage that is down fails it and nothing else is tried), the rest at once.
+        create("container", self.raw)
+        names = [("container", self.curated), ("queue", self.load_queue), ("queue", f"{self.load_queue}-poison")]
+        with ThreadPoolExecutor(len(names)) as pool:
+            for created in [pool.submit(create, kind, name) for kind, name in names]:
+                created.result()
 
     def put_once(self, container: str, name: str, data: bytes | IO[bytes], content_type: str | None = None) -> None:
         """Create blob `name` with `data` (bytes, or a binary file streamed from its position);
@@ -199,12 +208,15 @@ class Lake:
         the background; None when another holder has it. A finite lease: a holder that dies without
         releasing it loses it `seconds` later."""
         client = self.blobs.get_blob_client(container, name)
-        with contextlib.suppress(ResourceExistsError), self._guard(container, name):
-            client.upload_blob(b"", overwrite=False)
         lease_client = BlobLeaseClient(client)
         try:
             with self._guard(container, name):
-                lease_client.acquire(lease_duration=seconds)
+                try:
+                    lease_client.acquire(lease_duration=seconds)
+                except ResourceNotFoundError:  # the first holder ever: create the blob (once), then lease it
+                    with contextlib.suppress(ResourceExistsError):
+                        client.upload_blob(b"", overwrite=False)
+                    lease_client.acquire(lease_duration=seconds)
         except HttpResponseError as exc:
             if exc.status_code == 409:  # LeaseAlreadyPresent
                 yield None

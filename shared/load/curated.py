@@ -31,13 +31,14 @@ def read_manifest(lake: Lake, run_id: str) -> CuratedManifest:
         raise TerminalError(f"run {run_id}: manifest {where} is unusable: {exc.reason}; nothing is loaded") from exc
 
 
-def read_curated(lake: Lake, run_id: str, entry: CuratedFile, columns: Sequence[str]) -> pl.DataFrame:
-    """Download one curated file, check its hash, row count and columns; the frame in `columns` order."""
-    where = f"run {run_id}, table {entry.table}, file {lake.curated}/{entry.file}"
-    try:
-        data = lake.get(lake.curated, entry.file)
-    except ResourceNotFoundError as exc:
-        raise TerminalError(f"{where}: the file named by the manifest does not exist") from exc
+def read_curated(
+    lake: Lake, run_id: str, entry: CuratedFile, columns: Sequence[str], data: bytes | None = None
+) -> pl.DataFrame:
+    """Download one curated file (unless its bytes are given as `data`), check its hash, row count and
+    columns; the frame in `columns` order."""
+    where = _where(lake, run_id, entry)
+    if data is None:
+        data = fetch_curated(lake, run_id, entry)
     digest = hashlib.sha256(data).hexdigest()
     if digest != entry.sha256:
         raise TerminalError(f"{where}: sha256 {digest} differs from the manifest's {entry.sha256}")
@@ -52,3 +53,15 @@ def read_curated(lake: Lake, run_id: str, entry: CuratedFile, columns: Sequence[
     if missing or extra:
         raise TerminalError(f"{where}: columns differ from the warehouse contract (missing {missing}, extra {extra})")
     return frame.select(columns)
+
+
+def fetch_curated(lake: Lake, run_id: str, entry: CuratedFile) -> bytes:
+    """The bytes of one curated file as stored (checked by `read_curated`); TerminalError if it is missing."""
+    try:
+        return lake.get(lake.curated, entry.file)
+    except ResourceNotFoundError as exc:
+        raise TerminalError(f"{_where(lake, run_id, entry)}: the file named by the manifest does not exist") from exc
+
+
+def _where(lake: Lake, run_id: str, entry: CuratedFile) -> str:
+    return f"run {run_id}, table {entry.table}, file {lake.curated}/{entry.file}"

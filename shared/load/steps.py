@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -14,16 +15,20 @@ from typing import Literal
 import psycopg
 
 from shared import telemetry
-from shared.contract import DIMENSIONS, FACTS, TABLES, CuratedManifest
+from shared.contract import DIMENSIONS, FACTS, TABLES, CuratedFile, CuratedManifest
 from shared.errors import TransientError
 from shared.lake import Lake
-from shared.load.curated import read_curated, read_manifest
+from shared.load.curated import fetch_curated, read_curated, read_manifest
 from shared.warehouse import bulk, deletes, ledger, merge, staging
 
 Step = Literal["schema", "staging", "dim_date", "dims", "facts", "ledger"]
 # The steps after which `checkpoint` is called, in order.
 STEPS: tuple[Step, ...] = ("schema", "staging", "dim_date", "dims", "facts", "ledger")
 Checkpoint = Callable[[Step], None]
+# Curated files of at most this many rows are downloaded up front, PREFETCH_THREADS at a time: an incremental
+# run's files are small, and their storage round trips then overlap instead of adding up.
+PREFETCH_ROWS = 100_000
+PREFETCH_THREADS = 8
 
 
 def no_checkpoint(step: Step) -> None:
@@ -111,26 +116,48 @@ def run_load(
 
 def stage_run(conn: psycopg.Connection, lake: Lake, manifest: CuratedManifest, timer: Timer) -> Batch:
     """Read each curated file and COPY it into staging, or, a large file for an empty table (a first
-    load), straight into its table; one frame in memory at a time."""
+    load), straight into its table; one frame in memory at a time (and the bytes of the small files)."""
     batch = Batch(rows=timer.rows)  # the timer's table spans report the rows counted here
-    for table in TABLES:
-        if (entry := manifest.files.get(table)) is None:
-            continue
-        batch.columns[table] = staging.curated_columns(conn, table)
-        with timer("read", table):
-            frame = read_curated(lake, manifest.run_id, entry, batch.columns[table])
-        with timer("staging", table):
-            first_load = frame.height >= bulk.FIRST_LOAD_ROWS and bulk.is_empty(conn, table)
-            if first_load and table in FACTS:
-                batch.copied[table] = bulk.copy_facts(conn, table, frame, manifest.run_id)
-                if (bounds := merge.date_bounds(frame)) is not None:
-                    batch.copied_dates.append(bounds)
-            elif first_load and table in DIMENSIONS:  # no date column, no foreign key
-                batch.rows[table] = bulk.copy_dimension(conn, table, frame, manifest.run_id)
-            else:
-                staging.stage(conn, table, frame)
-        del frame
+    entries = [entry for table in TABLES if (entry := manifest.files.get(table)) is not None]
+    with ThreadPoolExecutor(PREFETCH_THREADS) as pool:
+        # The small files are downloaded at once, while the first ones are staged; a large one (a first load)
+        # is downloaded when its turn comes, so memory holds one large file at a time.
+        prefetched = {
+            entry.table: pool.submit(fetch_curated, lake, manifest.run_id, entry)
+            for entry in entries
+            if entry.rows <= PREFETCH_ROWS
+        }
+        for entry in entries:
+            _stage_file(conn, lake, manifest.run_id, entry, prefetched.pop(entry.table, None), batch, timer)
     return batch
+
+
+def _stage_file(
+    conn: psycopg.Connection,
+    lake: Lake,
+    run_id: str,
+    entry: CuratedFile,
+    prefetched: Future[bytes] | None,
+    batch: Batch,
+    timer: Timer,
+) -> None:
+    """Read one curated file (its bytes downloaded beforehand if `prefetched`) and stage or copy it."""
+    table = entry.table
+    batch.columns[table] = staging.curated_columns(conn, table)
+    with timer("read", table):
+        data = None if prefetched is None else prefetched.result()
+        frame = read_curated(lake, run_id, entry, batch.columns[table], data)
+    with timer("staging", table):
+        first_load = frame.height >= bulk.FIRST_LOAD_ROWS and bulk.is_empty(conn, table)
+        if first_load and table in FACTS:
+            batch.copied[table] = bulk.copy_facts(conn, table, frame, run_id)
+            if (bounds := merge.date_bounds(frame)) is not None:
+                batch.copied_dates.append(bounds)
+        elif first_load and table in DIMENSIONS:  # no date column, no foreign key
+            batch.rows[table] = bulk.copy_dimension(conn, table, frame, run_id)
+            bulk.analyze(conn, table)
+        else:
+            staging.stage(conn, table, frame)
 
 
 def merge_dimensions(conn: psycopg.Connection, batch: Batch, run_id: str, timer: Timer) -> None:
@@ -151,6 +178,7 @@ def merge_facts(conn: psycopg.Connection, batch: Batch, run_id: str, timer: Time
                 with conn.transaction():  # a savepoint, so the missing ids can still be queried
                     if table in batch.copied:
                         bulk.add_constraints(conn, batch.copied[table])
+                        bulk.analyze(conn, table)
                         batch.rows[table] = batch.copied[table].rows
                     else:
                         batch.rows[table] = merge.insert_facts(conn, table, batch.columns[table], run_id).rows

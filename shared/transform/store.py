@@ -54,27 +54,33 @@ def read_state_table(lake: Lake, table: str) -> StateBlob:
 
 
 def write_state(lake: Lake, read: Mapping[str, StateBlob], new: Mapping[str, pl.DataFrame]) -> None:
-    """Store the new state tables, each only if changed; on a lost ETag race re-read, re-merge, retry."""
-    for table in sorted(new):
-        key = primary_key(table)
-        frame = new[table].sort(key)
-        blob = read.get(table, StateBlob(None, None, None))
-        for attempt in range(1, STATE_ATTEMPTS + 1):
-            data = _parquet(frame)
-            if data == blob.data:
-                break
-            try:
-                lake.write_versioned(lake.curated, state_name(table), data, blob.etag)
-                break
-            except ConcurrentUpdateError as exc:
-                if attempt == STATE_ATTEMPTS:
-                    raise ConcurrentUpdateError(
-                        f"{lake.curated}/{state_name(table)} kept changing under {STATE_ATTEMPTS} attempts "
-                        "to update it; the run's manifest is not written, so a retry transforms it again"
-                    ) from exc
-                time.sleep(0.05 * attempt)
-                blob = read_state_table(lake, table)
-                frame = merge_state(blob.frame, frame, key).sort(key)
+    """Store the new state tables, each only if changed (the tables at once: each blob is guarded on its own);
+    on a lost ETag race re-read, re-merge, retry."""
+    with ThreadPoolExecutor(IO_THREADS) as pool:
+        for written in [pool.submit(_write_state_table, lake, read, new, table) for table in sorted(new)]:
+            written.result()
+
+
+def _write_state_table(lake: Lake, read: Mapping[str, StateBlob], new: Mapping[str, pl.DataFrame], table: str) -> None:
+    key = primary_key(table)
+    frame = new[table].sort(key)
+    blob = read.get(table, StateBlob(None, None, None))
+    for attempt in range(1, STATE_ATTEMPTS + 1):
+        data = _parquet(frame)
+        if data == blob.data:
+            return
+        try:
+            lake.write_versioned(lake.curated, state_name(table), data, blob.etag)
+            return
+        except ConcurrentUpdateError as exc:
+            if attempt == STATE_ATTEMPTS:
+                raise ConcurrentUpdateError(
+                    f"{lake.curated}/{state_name(table)} kept changing under {STATE_ATTEMPTS} attempts "
+                    "to update it; the run's manifest is not written, so a retry transforms it again"
+                ) from exc
+            time.sleep(0.05 * attempt)
+            blob = read_state_table(lake, table)
+            frame = merge_state(blob.frame, frame, key).sort(key)
 
 
 def _parquet(frame: pl.DataFrame) -> bytes:

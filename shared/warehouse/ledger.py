@@ -23,13 +23,14 @@ def lock_loads(conn: psycopg.Connection) -> None:
     Also sizes this transaction's sort and hash memory: the merges sort and join whole staged tables,
     which spill to disk at the default 4MB. Loads run one at a time, so this is the load's memory.
     """
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOAD_LOCK,))
-    conn.execute("SELECT set_config('work_mem', %s, true)", (LOAD_WORK_MEM,))
-    # Staging tables are temporary: their pages live in this session's temp_buffers (default 8MB),
-    # which can only grow before the session first touches a temporary table.
-    conn.execute("SELECT set_config('temp_buffers', %s, true)", (LOAD_TEMP_BUFFERS,))
+    # One statement, one round trip. Staging tables are temporary: their pages live in this session's
+    # temp_buffers (default 8MB), which can only grow before the session first touches a temporary table.
     # Re-adding a fact table's version key sorts the whole table (one index build, see add_constraints).
-    conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (LOAD_MAINTENANCE_WORK_MEM,))
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(%s), set_config('work_mem', %s, true), set_config('temp_buffers', %s, true), "
+        "set_config('maintenance_work_mem', %s, true)",
+        (LOAD_LOCK, LOAD_WORK_MEM, LOAD_TEMP_BUFFERS, LOAD_MAINTENANCE_WORK_MEM),
+    )
 
 
 def ensure_schema(conn: psycopg.Connection) -> bool:

@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from shared.contract import DAY_NAMES, FACT_ORDER, MONTH_NAMES, REFERENCES, TABLE_KEYS
-from shared.warehouse.bulk import Constraints, add_constraints, drop_constraints, is_bulk
+from shared.warehouse.bulk import Constraints, add_constraints, analyze, drop_constraints, is_bulk
 
 
 @dataclass(frozen=True)
@@ -214,4 +214,6 @@ def insert_facts(
     constraints = drop_constraints(conn, table) if bulk else []
     cur = conn.execute(query, {"run_id": run_id})
     add_constraints(conn, Constraints(table, tuple(constraints), 0))
+    if bulk:
+        analyze(conn, table)
     return Merged(inserted=max(cur.rowcount, 0))

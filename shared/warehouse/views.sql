@@ -31,20 +31,39 @@ END
 $$;
 
 -- Arguments: natural id, record id, last-updated time column of the fact table the trigger is on.
+-- Two statements: the natural ids that may now have more than one version, then their flags, with those ids
+-- as an array parameter whose values the planner sees (index scans for a few ids, hash joins for many). For a
+-- small insert the ids are all its natural ids (a new one's single version keeps its default true): a join
+-- of the transition table, which has no statistics, with the fact is planned as a scan of the whole fact
+-- (0.3-0.6 s at x10 for 1,000 new versions). For a large one (a first load, a bulk batch, whose version key
+-- may be dropped) they are those a semi-join finds with another version, so a first load updates nothing.
 CREATE OR REPLACE FUNCTION etl.mark_current_versions() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+    ids integer[];
+    inserted bigint;
 BEGIN
+    EXECUTE 'SELECT count(*) FROM new_versions' INTO inserted;
+    IF inserted <= 10000 THEN
+        EXECUTE format('SELECT array_agg(DISTINCT %I) FROM new_versions', TG_ARGV[0]) INTO ids;
+    ELSE
+        EXECUTE format($sql$
+            SELECT array_agg(DISTINCT n.%3$I) FROM new_versions n
+            WHERE EXISTS (SELECT FROM %1$I.%2$I g WHERE g.%3$I = n.%3$I AND g.%4$I <> n.%4$I)
+        $sql$, TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[0], TG_ARGV[1]) INTO ids;
+    END IF;
+    IF ids IS NULL THEN
+        RETURN NULL;  -- nothing inserted, or every new version is its natural id's only one: current by default
+    END IF;
     EXECUTE format($sql$
         UPDATE %1$I.%2$I f SET etl_current = (f.%4$I = latest.%4$I)
         FROM (
             SELECT DISTINCT ON (%3$I) %3$I, %4$I
             FROM %1$I.%2$I
-            WHERE %3$I IN (
-                SELECT n.%3$I FROM new_versions n JOIN %1$I.%2$I g USING (%3$I) WHERE g.%4$I <> n.%4$I
-            )
+            WHERE %3$I = ANY ($1)
             ORDER BY %3$I, last_updated_date DESC, %5$I DESC, %4$I DESC
         ) latest
-        WHERE f.%3$I = latest.%3$I AND f.etl_current <> (f.%4$I = latest.%4$I)
-    $sql$, TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[0], TG_ARGV[1], TG_ARGV[2]);
+        WHERE f.%3$I = ANY ($1) AND f.%3$I = latest.%3$I AND f.etl_current <> (f.%4$I = latest.%4$I)
+    $sql$, TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[0], TG_ARGV[1], TG_ARGV[2]) USING ids;
     RETURN NULL;
 END
 $fn$;
