@@ -10,7 +10,7 @@ import polars as pl
 import psycopg
 from psycopg import sql
 
-from shared.contract import RECORD_IDS, TABLE_KEYS
+from shared.contract import FACTS, RECORD_IDS, TABLE_KEYS
 from shared.warehouse.staging import copy_frame, fact_versions
 
 # A fact batch of at least this many rows, and at least 1/BULK_FACT_RATIO of the table's rows, is
@@ -130,8 +130,13 @@ def add_constraints(conn: psycopg.Connection, dropped: Constraints) -> None:
 def analyze(conn: psycopg.Connection, table: str) -> None:
     """Gather `table`'s statistics inside the load's transaction, after the bulk paths filled it: autovacuum
     analyses it only a minute or more after the commit, and the next load, planned without statistics, would
-    take its natural ids for rare values repeated across the table (whole-table scans for a few rows)."""
-    conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+    take its natural ids for rare values repeated across the table (whole-table scans for a few rows).
+
+    Only the columns the next load looks rows up by: the natural key, and a fact's row hash and current flag.
+    Statistics of every column doubled a first load's fact step (x10: 1.1 s -> 2.5 s)."""
+    looked_up = [TABLE_KEYS[table], *(["etl_row_hash", "etl_current"] if table in FACTS else [])]
+    columns = sql.SQL(", ").join(map(sql.Identifier, looked_up))
+    conn.execute(sql.SQL("ANALYZE {} ({})").format(sql.Identifier(table), columns))
 
 
 def is_bulk(conn: psycopg.Connection, table: str) -> bool:
