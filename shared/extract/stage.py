@@ -185,6 +185,11 @@ def _abandoned(lake: Lake, run_id: str, extracted_at: datetime, started: float) 
         lake.raw,
         STATE_BLOB,
     )
+    return _nothing_committed(started, extracted_at)
+
+
+def _nothing_committed(started: float, extracted_at: datetime) -> ExtractResult:
+    """The result of an extract that yielded to another one: no run, no rows."""
     return ExtractResult(
         run_id=None,
         rows=dict.fromkeys(SOURCE_TABLES, 0),
@@ -205,15 +210,7 @@ def _yielded(lake: Lake, started: float) -> ExtractResult:
         LEASE_BLOB,
         extra={"custom_dimensions": {"yielded": True}},
     )
-    return ExtractResult(
-        run_id=None,
-        rows=dict.fromkeys(SOURCE_TABLES, 0),
-        bytes=0,
-        duration_s=time.perf_counter() - started,
-        manifest=None,
-        extracted_at=datetime.now(UTC),
-        yielded=True,
-    )
+    return _nothing_committed(started, datetime.now(UTC))
 
 
 def _extract_holding(
