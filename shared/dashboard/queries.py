@@ -32,6 +32,8 @@ class Filters:
     start: date
     end: date
     currencies: tuple[str, ...]
+    # The whole date range is read from the load's summary tables; False reads the facts (tests compare both).
+    use_summaries: bool = True
 
     def params(self) -> dict[str, object]:
         """The filters as query parameters."""
@@ -41,6 +43,7 @@ class Filters:
             "currencies": list(self.currencies),
             "top": TOP_N,
             "recent": RECENT_RUNS,
+            "use_summaries": self.use_summaries,
         }
 
 
@@ -58,21 +61,45 @@ def default_filters(conn: psycopg.Connection) -> Filters:
 # generic measures amount, amount_2, amount_3, n, n_2; `rank` orders a figure's rows by amount within a
 # currency and the top lists keep TOP_N. Labels carry the id where names repeat (designs, staff, ...).
 
-_SALES = """
-WITH grouped AS (
+_WHOLE_RANGE = """
+WITH whole AS (
+    SELECT %(use_summaries)s AND coalesce(min(date_id) >= %(start)s AND max(date_id) <= %(end)s, false) AS range
+    FROM dim_date
+)"""
+
+_SALES = (
+    _WHOLE_RANGE
+    + """, grouped AS (
+    SELECT s.figure, c.currency_code, s.created_month, s.design_id, s.counterparty_id,
+           s.location_id AS delivery_location_id, s.staff_id,
+           sum(s.revenue) AS amount, sum(s.orders)::bigint AS n, sum(s.units)::bigint AS n_2
+    FROM sales_summary s JOIN dim_currency c USING (currency_id)
+    WHERE (SELECT range FROM whole) AND c.currency_code = ANY(%(currencies)s)
+    GROUP BY s.figure, c.currency_code, s.created_month, s.design_id, s.counterparty_id, s.location_id, s.staff_id
+    UNION ALL
     SELECT CASE WHEN GROUPING(created_month) = 0 THEN 'by_month' WHEN GROUPING(design_id) = 0 THEN 'top_designs'
                 WHEN GROUPING(counterparty_id) = 0 THEN 'top_counterparties'
                 WHEN GROUPING(delivery_location_id) = 0 THEN 'by_location'
                 WHEN GROUPING(staff_id) = 0 THEN 'top_staff' ELSE 'totals' END AS figure,
            currency_code, created_month, design_id, counterparty_id, delivery_location_id, staff_id,
            sum(revenue) AS amount, count(*) AS n, sum(units_sold) AS n_2
-    FROM sales_order_amount WHERE created_date BETWEEN %(start)s AND %(end)s AND currency_code = ANY(%(currencies)s)
+    FROM sales_order_amount
+    WHERE NOT (SELECT range FROM whole)
+      AND created_date BETWEEN %(start)s AND %(end)s AND currency_code = ANY(%(currencies)s)
     GROUP BY GROUPING SETS ((currency_code), (currency_code, created_month), (currency_code, design_id),
         (currency_code, counterparty_id), (currency_code, delivery_location_id), (currency_code, staff_id))
 ), ranked AS (
     SELECT *, row_number() OVER (PARTITION BY figure, currency_code ORDER BY amount DESC,
         coalesce(design_id, counterparty_id, staff_id)) AS rank
-    FROM grouped WHERE figure <> 'by_location'
+    FROM (
+        SELECT * FROM grouped WHERE figure IN ('totals', 'by_month')
+        UNION ALL
+        SELECT top.* FROM (SELECT DISTINCT figure, currency_code FROM grouped WHERE figure LIKE 'top%%') k
+        CROSS JOIN LATERAL (
+            SELECT * FROM grouped g WHERE g.figure = k.figure AND g.currency_code = k.currency_code
+            ORDER BY amount DESC, coalesce(design_id, counterparty_id, staff_id) LIMIT %(top)s
+        ) top
+    ) kept
 )
 SELECT figure, currency_code,
        coalesce(created_month::text, d.design_name || ' #' || r.design_id,
@@ -90,20 +117,38 @@ FROM grouped g JOIN dim_location l ON l.location_id = g.delivery_location_id
 WHERE figure = 'by_location'
 GROUP BY currency_code, l.country, l.city
 ORDER BY figure, currency_code, rank, amount DESC"""
+)
 
-_PURCHASES = """
-WITH grouped AS (
+_PURCHASES = (
+    _WHOLE_RANGE
+    + """, grouped AS (
+    SELECT s.figure, c.currency_code, s.created_month, s.counterparty_id, s.item_code,
+           sum(s.spend) AS amount, sum(s.orders)::bigint AS n, sum(s.items)::bigint AS n_2
+    FROM purchase_summary s JOIN dim_currency c USING (currency_id)
+    WHERE (SELECT range FROM whole) AND c.currency_code = ANY(%(currencies)s)
+    GROUP BY s.figure, c.currency_code, s.created_month, s.counterparty_id, s.item_code
+    UNION ALL
     SELECT CASE WHEN GROUPING(created_month) = 0 THEN 'by_month' WHEN GROUPING(counterparty_id) = 0 THEN 'top_suppliers'
                 WHEN GROUPING(item_code) = 0 THEN 'top_item_codes' ELSE 'totals' END AS figure,
            currency_code, created_month, counterparty_id, item_code,
            sum(spend) AS amount, count(*) AS n, sum(item_quantity) AS n_2
-    FROM purchase_order_amount WHERE created_date BETWEEN %(start)s AND %(end)s AND currency_code = ANY(%(currencies)s)
+    FROM purchase_order_amount
+    WHERE NOT (SELECT range FROM whole)
+      AND created_date BETWEEN %(start)s AND %(end)s AND currency_code = ANY(%(currencies)s)
     GROUP BY GROUPING SETS ((currency_code), (currency_code, created_month), (currency_code, counterparty_id),
         (currency_code, item_code))
 ), ranked AS (
     SELECT *, row_number() OVER (PARTITION BY figure, currency_code ORDER BY amount DESC, counterparty_id, item_code)
         AS rank
-    FROM grouped
+    FROM (
+        SELECT * FROM grouped WHERE figure IN ('totals', 'by_month')
+        UNION ALL
+        SELECT top.* FROM (SELECT DISTINCT figure, currency_code FROM grouped WHERE figure LIKE 'top%%') k
+        CROSS JOIN LATERAL (
+            SELECT * FROM grouped g WHERE g.figure = k.figure AND g.currency_code = k.currency_code
+            ORDER BY amount DESC, counterparty_id, item_code LIMIT %(top)s
+        ) top
+    ) kept
 )
 SELECT figure, currency_code,
        coalesce(created_month::text, cp.counterparty_legal_name || ' #' || r.counterparty_id, item_code) AS label,
@@ -111,24 +156,57 @@ SELECT figure, currency_code,
 FROM ranked r LEFT JOIN dim_counterparty cp ON cp.counterparty_id = r.counterparty_id
 WHERE (rank <= %(top)s OR figure NOT LIKE 'top%%')
 ORDER BY figure, currency_code, rank"""
+)
 
-# Overdue buckets are labelled '<n> <text>' so that they sort in order.
-_PAYMENTS = """
+# Overdue buckets are labelled '<n> <text>' so that they sort in order; by_type_month leaves overdue out
+# (amount_3, n_2 NULL: the summary keeps due dates apart from months).
+_OVERDUE_BY = """CASE WHEN {days} = 0 THEN '0 not overdue' WHEN {days} <= 30 THEN '1 1-30 days'
+                   WHEN {days} <= 90 THEN '2 31-90 days' WHEN {days} <= 365 THEN '3 91-365 days'
+                   ELSE '4 over a year' END"""
+
+_PAYMENTS = (
+    _WHOLE_RANGE
+    + """, due AS (
+    SELECT c.currency_code, s.paid_amount, s.unpaid_amount, s.payments, s.due_date < current_date AS overdue,
+           """
+    + _OVERDUE_BY.format(days="coalesce(greatest(current_date - s.due_date, 0), 0)")
+    + """ AS overdue_by
+    FROM payment_summary s JOIN dim_currency c USING (currency_id)
+    WHERE (SELECT range FROM whole) AND s.figure = 'by_due_date' AND c.currency_code = ANY(%(currencies)s)
+)
+SELECT CASE WHEN GROUPING(overdue_by) = 0 THEN 'overdue' ELSE 'totals' END AS figure,
+       currency_code, overdue_by AS label, NULL AS detail, sum(paid_amount) AS amount, sum(unpaid_amount) AS amount_2,
+       coalesce(sum(unpaid_amount) FILTER (WHERE overdue), 0) AS amount_3, sum(payments)::bigint AS n,
+       coalesce(sum(payments) FILTER (WHERE overdue), 0)::bigint AS n_2, NULL AS rank
+FROM due
+GROUP BY GROUPING SETS ((currency_code), (currency_code, overdue_by))
+UNION ALL
+SELECT 'by_type_month', c.currency_code, s.payment_month::text, pt.payment_type_name, sum(s.paid_amount),
+       sum(s.unpaid_amount), NULL, sum(s.payments)::bigint, NULL, NULL
+FROM payment_summary s JOIN dim_currency c USING (currency_id) JOIN dim_payment_type pt USING (payment_type_id)
+WHERE (SELECT range FROM whole) AND s.figure = 'by_type_month' AND c.currency_code = ANY(%(currencies)s)
+GROUP BY c.currency_code, s.payment_month, pt.payment_type_name
+UNION ALL
 SELECT CASE WHEN GROUPING(payment_month) = 0 THEN 'by_type_month' WHEN GROUPING(overdue_by) = 0 THEN 'overdue'
             ELSE 'totals' END AS figure,
        currency_code, coalesce(payment_month::text, overdue_by) AS label, payment_type_name AS detail,
        coalesce(sum(payment_amount) FILTER (WHERE paid), 0) AS amount,
        coalesce(sum(payment_amount) FILTER (WHERE NOT paid), 0) AS amount_2,
-       coalesce(sum(payment_amount) FILTER (WHERE days_overdue > 0), 0) AS amount_3,
-       count(*) AS n, count(*) FILTER (WHERE days_overdue > 0) AS n_2, NULL AS rank
+       CASE WHEN GROUPING(payment_month) = 1 THEN coalesce(sum(payment_amount) FILTER (WHERE days_overdue > 0), 0)
+       END AS amount_3,
+       count(*) AS n, CASE WHEN GROUPING(payment_month) = 1 THEN count(*) FILTER (WHERE days_overdue > 0) END AS n_2,
+       NULL AS rank
 FROM (
-    SELECT *, CASE WHEN days_overdue = 0 THEN '0 not overdue' WHEN days_overdue <= 30 THEN '1 1-30 days'
-                   WHEN days_overdue <= 90 THEN '2 31-90 days' WHEN days_overdue <= 365 THEN '3 91-365 days'
-                   ELSE '4 over a year' END AS overdue_by
-    FROM payment_detail WHERE payment_date BETWEEN %(start)s AND %(end)s AND currency_code = ANY(%(currencies)s)
+    SELECT *, """
+    + _OVERDUE_BY.format(days="days_overdue")
+    + """ AS overdue_by
+    FROM payment_detail
+    WHERE NOT (SELECT range FROM whole)
+      AND payment_date BETWEEN %(start)s AND %(end)s AND currency_code = ANY(%(currencies)s)
 ) p
 GROUP BY GROUPING SETS ((currency_code), (currency_code, payment_month, payment_type_name), (currency_code, overdue_by))
 ORDER BY figure, currency_code, label, detail"""
+)
 
 SQL: dict[Page, dict[str, str]] = {
     "sales": {"figures": _SALES},

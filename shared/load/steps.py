@@ -19,7 +19,7 @@ from shared.contract import DIMENSIONS, FACTS, TABLES, CuratedFile, CuratedManif
 from shared.errors import TransientError
 from shared.lake import Lake
 from shared.load.curated import fetch_curated, read_curated, read_manifest
-from shared.warehouse import bulk, deletes, ledger, merge, staging
+from shared.warehouse import bulk, deletes, ledger, merge, staging, summaries
 
 Step = Literal["schema", "staging", "dim_date", "dims", "facts", "ledger"]
 # The steps after which `checkpoint` is called, in order.
@@ -86,6 +86,9 @@ def run_load(
         manifest = read_manifest(lake, run_id)
     batch = stage_run(conn, lake, manifest, timer)
     checkpoint("staging")
+    with timer("summaries"):  # the dashboard's summaries lose what this run touches, as it stands ...
+        touched = summaries.touched(conn, batch.staged, manifest.deleted, rebuild=bool(batch.copied or batch.rows))
+        summaries.withdraw(conn, touched)
     with timer("dim_date"):
         batch.rows["dim_date"] = merge.merge_dim_date(conn, batch.staged, batch.copied_dates).rows
         checkpoint("dim_date")
@@ -99,6 +102,8 @@ def run_load(
         with timer("deletes"):
             marked = deletes.mark_deleted(conn, manifest.deleted, manifest.extracted_time or datetime.now(UTC))
             batch.rows.update({f"{table}.deleted": rows for table, rows in marked.items()})
+    with timer("summaries"):  # ... and get it back as it now stands
+        summaries.restore(conn, touched)
     source_max = manifest.source_max_time
     lag = lag_s(source_max, datetime.now(UTC)) if source_max else None
     with timer("ledger"):

@@ -201,3 +201,120 @@ SELECT
     extract(epoch FROM now() - max(loaded_at))::float8 AS since_last_load_seconds,
     count(*) AS runs_loaded
 FROM etl.load_run;
+
+-- The dashboard's summaries: what its Sales, Purchases and Payments pages show for the whole date range,
+-- pre-aggregated per currency_id and dimension id (names and currency codes are looked up when read, so
+-- a renamed dimension needs nothing here). One row per (figure, its keys); the figures are the grouping
+-- sets of the page's query. The load keeps them inside its transaction (shared/warehouse/summaries.py):
+-- before it merges a run it withdraws the contributions of the orders and payments the run touches
+-- (etl.add_*_summary(ids, -1)), after its facts and deletes it adds them back as they now stand (+1), so
+-- they follow new versions, deletions and replays exactly. A whole rebuild is etl.add_*_summary(NULL, 1)
+-- on empty tables (a first load, and the first time these tables are created in a warehouse with facts).
+CREATE TABLE IF NOT EXISTS sales_summary (
+    figure varchar NOT NULL,  -- totals, by_month, top_designs, top_counterparties, by_location, top_staff
+    currency_id integer NOT NULL,
+    created_month date,
+    design_id integer,
+    counterparty_id integer,
+    location_id integer,  -- the agreed delivery location
+    staff_id integer,
+    revenue numeric NOT NULL,
+    orders bigint NOT NULL,
+    units bigint NOT NULL,
+    CONSTRAINT sales_summary_key UNIQUE NULLS NOT DISTINCT
+        (figure, currency_id, created_month, design_id, counterparty_id, location_id, staff_id)
+);
+
+CREATE TABLE IF NOT EXISTS purchase_summary (
+    figure varchar NOT NULL,  -- totals, by_month, top_suppliers, top_item_codes
+    currency_id integer NOT NULL,
+    created_month date,
+    counterparty_id integer,
+    item_code varchar,
+    spend numeric NOT NULL,
+    orders bigint NOT NULL,
+    items bigint NOT NULL,
+    CONSTRAINT purchase_summary_key UNIQUE NULLS NOT DISTINCT (figure, currency_id, created_month, counterparty_id, item_code)
+);
+
+-- by_type_month: per payment month and type; by_due_date: per date an unpaid payment is due from (the
+-- agreed payment date of its order, else its own payment_date), NULL for paid ones, so that "overdue"
+-- is decided when read, against that day's current_date.
+CREATE TABLE IF NOT EXISTS payment_summary (
+    figure varchar NOT NULL,
+    currency_id integer NOT NULL,
+    payment_month date,
+    payment_type_id integer,
+    due_date date,
+    paid_amount numeric NOT NULL,
+    unpaid_amount numeric NOT NULL,
+    payments bigint NOT NULL,
+    CONSTRAINT payment_summary_key UNIQUE NULLS NOT DISTINCT (figure, currency_id, payment_month, payment_type_id, due_date)
+);
+
+-- What finds the payments whose due date an order's new version or a transaction's new order changes.
+CREATE INDEX IF NOT EXISTS dim_transaction_sales_order ON dim_transaction (sales_order_id);
+CREATE INDEX IF NOT EXISTS dim_transaction_purchase_order ON dim_transaction (purchase_order_id);
+CREATE INDEX IF NOT EXISTS fact_payment_transaction ON fact_payment (transaction_id) WHERE etl_current;
+
+-- Add `sign` (1 or -1) times the figures of the current, not deleted orders `ids` (NULL: all of them).
+CREATE OR REPLACE FUNCTION etl.add_sales_summary(ids integer[], sign integer) RETURNS void LANGUAGE sql AS $fn$
+    INSERT INTO sales_summary AS t
+        (figure, currency_id, created_month, design_id, counterparty_id, location_id, staff_id, revenue, orders, units)
+    SELECT CASE WHEN GROUPING(created_month) = 0 THEN 'by_month' WHEN GROUPING(design_id) = 0 THEN 'top_designs'
+                WHEN GROUPING(counterparty_id) = 0 THEN 'top_counterparties'
+                WHEN GROUPING(agreed_delivery_location_id) = 0 THEN 'by_location'
+                WHEN GROUPING(sales_staff_id) = 0 THEN 'top_staff' ELSE 'totals' END,
+           currency_id, created_month, design_id, counterparty_id, agreed_delivery_location_id, sales_staff_id,
+           sign * sum(units_sold * unit_price), sign * count(*), sign * sum(units_sold)
+    FROM (SELECT *, date_trunc('month', created_date)::date AS created_month FROM fact_sales_order
+          WHERE etl_current AND etl_deleted_at IS NULL AND (ids IS NULL OR sales_order_id = ANY(ids))) s
+    GROUP BY GROUPING SETS ((currency_id), (currency_id, created_month), (currency_id, design_id),
+        (currency_id, counterparty_id), (currency_id, agreed_delivery_location_id), (currency_id, sales_staff_id))
+    ON CONFLICT ON CONSTRAINT sales_summary_key DO UPDATE
+        SET revenue = t.revenue + excluded.revenue, orders = t.orders + excluded.orders, units = t.units + excluded.units;
+    DELETE FROM sales_summary WHERE orders = 0 AND sign > 0;
+$fn$;
+
+CREATE OR REPLACE FUNCTION etl.add_purchase_summary(ids integer[], sign integer) RETURNS void LANGUAGE sql AS $fn$
+    INSERT INTO purchase_summary AS t (figure, currency_id, created_month, counterparty_id, item_code, spend, orders, items)
+    SELECT CASE WHEN GROUPING(created_month) = 0 THEN 'by_month' WHEN GROUPING(counterparty_id) = 0 THEN 'top_suppliers'
+                WHEN GROUPING(item_code) = 0 THEN 'top_item_codes' ELSE 'totals' END,
+           currency_id, created_month, counterparty_id, item_code,
+           sign * sum(item_quantity * item_unit_price), sign * count(*), sign * sum(item_quantity)
+    FROM (SELECT *, date_trunc('month', created_date)::date AS created_month FROM fact_purchase_order
+          WHERE etl_current AND etl_deleted_at IS NULL AND (ids IS NULL OR purchase_order_id = ANY(ids))) p
+    GROUP BY GROUPING SETS ((currency_id), (currency_id, created_month), (currency_id, counterparty_id),
+        (currency_id, item_code))
+    ON CONFLICT ON CONSTRAINT purchase_summary_key DO UPDATE
+        SET spend = t.spend + excluded.spend, orders = t.orders + excluded.orders, items = t.items + excluded.items;
+    DELETE FROM purchase_summary WHERE orders = 0 AND sign > 0;
+$fn$;
+
+CREATE OR REPLACE FUNCTION etl.add_payment_summary(ids integer[], sign integer) RETURNS void LANGUAGE sql AS $fn$
+    INSERT INTO payment_summary AS t
+        (figure, currency_id, payment_month, payment_type_id, due_date, paid_amount, unpaid_amount, payments)
+    SELECT CASE WHEN GROUPING(payment_month) = 0 THEN 'by_type_month' ELSE 'by_due_date' END,
+           currency_id, payment_month, payment_type_id, due_date,
+           sign * coalesce(sum(payment_amount) FILTER (WHERE paid), 0),
+           sign * coalesce(sum(payment_amount) FILTER (WHERE NOT paid), 0), sign * count(*)
+    FROM (SELECT p.currency_id, p.payment_type_id, p.paid, p.payment_amount,
+                 date_trunc('month', p.payment_date)::date AS payment_month,
+                 CASE WHEN NOT p.paid THEN coalesce(a.agreed_payment_date, p.payment_date) END AS due_date
+          FROM fact_payment p LEFT JOIN transaction_agreed_payment a USING (transaction_id)
+          WHERE p.etl_current AND p.etl_deleted_at IS NULL AND (ids IS NULL OR p.payment_id = ANY(ids))) p
+    GROUP BY GROUPING SETS ((currency_id, payment_month, payment_type_id), (currency_id, due_date))
+    ON CONFLICT ON CONSTRAINT payment_summary_key DO UPDATE
+        SET paid_amount = t.paid_amount + excluded.paid_amount, unpaid_amount = t.unpaid_amount + excluded.unpaid_amount,
+            payments = t.payments + excluded.payments;
+    DELETE FROM payment_summary WHERE payments = 0 AND sign > 0;
+$fn$;
+
+-- A summary found empty (created just now in a warehouse that holds facts) is built whole.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM sales_summary) THEN PERFORM etl.add_sales_summary(NULL, 1); END IF;
+    IF NOT EXISTS (SELECT FROM purchase_summary) THEN PERFORM etl.add_purchase_summary(NULL, 1); END IF;
+    IF NOT EXISTS (SELECT FROM payment_summary) THEN PERFORM etl.add_payment_summary(NULL, 1); END IF;
+END
+$$;

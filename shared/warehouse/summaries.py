@@ -1,0 +1,92 @@
+"""The dashboard's summary tables (views.sql: sales_summary, purchase_summary, payment_summary), kept exact by
+the load inside its transaction.
+
+Each summary row is a sum over current, not deleted orders or payments, so a run changes only the rows of
+the ones it touches: before the run is merged, `withdraw` subtracts their contributions as they stand;
+after its facts and deletes, `restore` adds them back as they now stand. A payment is touched by a new
+version or deletion of itself, and (its due date is its order's agreed payment date) by a new version of
+its transaction or of the order that transaction settles. A run that bulk-copied a table (a first load)
+rebuilds the summaries whole instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+SUMMARIES: dict[str, str] = {  # fact table -> its summary table
+    "fact_sales_order": "sales_summary",
+    "fact_purchase_order": "purchase_summary",
+    "fact_payment": "payment_summary",
+}
+_ADD = {  # fact table -> the views.sql function that adds sign * the figures of some of its ids
+    "fact_sales_order": "add_sales_summary",
+    "fact_purchase_order": "add_purchase_summary",
+    "fact_payment": "add_payment_summary",
+}
+_KEYS = {"fact_sales_order": "sales_order_id", "fact_purchase_order": "purchase_order_id", "fact_payment": "payment_id"}
+
+
+@dataclass(frozen=True)
+class Touched:
+    """The natural ids per fact table whose figures a run may change; `rebuild`: all of them."""
+
+    ids: Mapping[str, list[int]]
+    rebuild: bool = False
+
+
+def touched(
+    conn: psycopg.Connection, staged: Collection[str], deleted: Mapping[str, tuple[int, ...]], *, rebuild: bool
+) -> Touched:
+    """The ids a run touches, from its staging tables (`staged`: tables in stg_<table>) and deletions; to be
+    called before its dimensions and facts are merged (a transaction's order as it stood is looked up)."""
+    if rebuild:
+        return Touched(ids={}, rebuild=True)
+    ids: dict[str, set[int]] = {table: set(deleted.get(table, ())) for table in SUMMARIES}
+    for table, key in _KEYS.items():
+        if table in staged:
+            query = sql.SQL("SELECT DISTINCT {} FROM {}").format(sql.Identifier(key), sql.Identifier(f"stg_{table}"))
+            ids[table].update(r[0] for r in conn.execute(query))
+    transactions: set[int] = set()
+    if "dim_transaction" in staged:
+        transactions.update(r[0] for r in conn.execute("SELECT transaction_id FROM stg_dim_transaction"))
+    orders = {"sales_order_id": "fact_sales_order", "purchase_order_id": "fact_purchase_order"}
+    for column, table in orders.items():
+        if table in staged and ids[table]:
+            query = sql.SQL("SELECT transaction_id FROM dim_transaction WHERE {} = ANY(%s)").format(
+                sql.Identifier(column)
+            )
+            transactions.update(r[0] for r in conn.execute(query, (sorted(ids[table]),)))
+    if transactions:
+        ids["fact_payment"].update(
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT payment_id FROM fact_payment WHERE etl_current AND transaction_id = ANY(%s)",
+                (sorted(transactions),),
+            )
+        )
+    return Touched(ids={table: sorted(found) for table, found in ids.items() if found})
+
+
+def withdraw(conn: psycopg.Connection, run: Touched) -> None:
+    """Subtract the touched ids' figures as they stand (before the run's merge); nothing for a rebuild."""
+    if not run.rebuild:
+        _add(conn, run, -1)
+
+
+def restore(conn: psycopg.Connection, run: Touched) -> None:
+    """Add the touched ids' figures as they now stand (after the run's facts and deletes), or rebuild."""
+    if run.rebuild:
+        conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(map(sql.Identifier, SUMMARIES.values()))))
+    _add(conn, run, 1)
+
+
+def _add(conn: psycopg.Connection, run: Touched, sign: int) -> None:
+    for table, function in _ADD.items():
+        if run.rebuild or table in run.ids:
+            ids = None if run.rebuild else run.ids[table]
+            query = sql.SQL("SELECT {}(%s::integer[], %s)").format(sql.Identifier("etl", function))
+            conn.execute(query, (ids, sign))
