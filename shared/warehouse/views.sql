@@ -257,6 +257,20 @@ CREATE INDEX IF NOT EXISTS dim_transaction_sales_order ON dim_transaction (sales
 CREATE INDEX IF NOT EXISTS dim_transaction_purchase_order ON dim_transaction (purchase_order_id);
 CREATE INDEX IF NOT EXISTS fact_payment_transaction ON fact_payment (transaction_id) WHERE etl_current;
 
+-- The rows of the natural ids `ids` of a fact table, or all of them for NULL: a union with each side
+-- gated by a constant, so that a few ids are found through the version key's index (inlined into the
+-- caller's query; `ids IS NULL OR id = ANY(ids)` would scan the whole table on every load).
+CREATE OR REPLACE FUNCTION etl.some_sales_orders(ids integer[]) RETURNS SETOF fact_sales_order
+LANGUAGE sql STABLE AS $fn$
+    SELECT * FROM fact_sales_order WHERE ids IS NULL
+    UNION ALL SELECT * FROM fact_sales_order WHERE sales_order_id = ANY(ids)
+$fn$;
+CREATE OR REPLACE FUNCTION etl.some_purchase_orders(ids integer[]) RETURNS SETOF fact_purchase_order
+LANGUAGE sql STABLE AS $fn$
+    SELECT * FROM fact_purchase_order WHERE ids IS NULL
+    UNION ALL SELECT * FROM fact_purchase_order WHERE purchase_order_id = ANY(ids)
+$fn$;
+
 -- Add `sign` (1 or -1) times the figures of the current, not deleted orders `ids` (NULL: all of them).
 CREATE OR REPLACE FUNCTION etl.add_sales_summary(ids integer[], sign integer) RETURNS void LANGUAGE sql AS $fn$
     INSERT INTO sales_summary AS t
@@ -267,8 +281,8 @@ CREATE OR REPLACE FUNCTION etl.add_sales_summary(ids integer[], sign integer) RE
                 WHEN GROUPING(sales_staff_id) = 0 THEN 'top_staff' ELSE 'totals' END,
            currency_id, created_month, design_id, counterparty_id, agreed_delivery_location_id, sales_staff_id,
            sign * sum(units_sold * unit_price), sign * count(*), sign * sum(units_sold)
-    FROM (SELECT *, date_trunc('month', created_date)::date AS created_month FROM fact_sales_order
-          WHERE etl_current AND etl_deleted_at IS NULL AND (ids IS NULL OR sales_order_id = ANY(ids))) s
+    FROM (SELECT *, date_trunc('month', created_date)::date AS created_month FROM etl.some_sales_orders(ids)
+          WHERE etl_current AND etl_deleted_at IS NULL) s
     GROUP BY GROUPING SETS ((currency_id), (currency_id, created_month), (currency_id, design_id),
         (currency_id, counterparty_id), (currency_id, agreed_delivery_location_id), (currency_id, sales_staff_id))
     ON CONFLICT ON CONSTRAINT sales_summary_key DO UPDATE
@@ -282,8 +296,8 @@ CREATE OR REPLACE FUNCTION etl.add_purchase_summary(ids integer[], sign integer)
                 WHEN GROUPING(item_code) = 0 THEN 'top_item_codes' ELSE 'totals' END,
            currency_id, created_month, counterparty_id, item_code,
            sign * sum(item_quantity * item_unit_price), sign * count(*), sign * sum(item_quantity)
-    FROM (SELECT *, date_trunc('month', created_date)::date AS created_month FROM fact_purchase_order
-          WHERE etl_current AND etl_deleted_at IS NULL AND (ids IS NULL OR purchase_order_id = ANY(ids))) p
+    FROM (SELECT *, date_trunc('month', created_date)::date AS created_month FROM etl.some_purchase_orders(ids)
+          WHERE etl_current AND etl_deleted_at IS NULL) p
     GROUP BY GROUPING SETS ((currency_id), (currency_id, created_month), (currency_id, counterparty_id),
         (currency_id, item_code))
     ON CONFLICT ON CONSTRAINT purchase_summary_key DO UPDATE
@@ -300,9 +314,19 @@ CREATE OR REPLACE FUNCTION etl.add_payment_summary(ids integer[], sign integer) 
            sign * coalesce(sum(payment_amount) FILTER (WHERE NOT paid), 0), sign * count(*)
     FROM (SELECT p.currency_id, p.payment_type_id, p.paid, p.payment_amount,
                  date_trunc('month', p.payment_date)::date AS payment_month,
-                 CASE WHEN NOT p.paid THEN coalesce(a.agreed_payment_date, p.payment_date) END AS due_date
-          FROM fact_payment p LEFT JOIN transaction_agreed_payment a USING (transaction_id)
-          WHERE p.etl_current AND p.etl_deleted_at IS NULL AND (ids IS NULL OR p.payment_id = ANY(ids))) p
+                 CASE WHEN NOT p.paid THEN coalesce(p.agreed_payment_date, p.payment_date) END AS due_date
+          FROM (  -- all payments: one hash join; a few: their orders looked up through the indexes
+              SELECT p.*, a.agreed_payment_date
+              FROM fact_payment p LEFT JOIN transaction_agreed_payment a USING (transaction_id) WHERE ids IS NULL
+              UNION ALL
+              SELECT p.*, a.agreed_payment_date
+              FROM fact_payment p LEFT JOIN LATERAL (
+                  SELECT agreed_payment_date FROM transaction_agreed_payment t WHERE t.transaction_id = p.transaction_id
+                  OFFSET 0  -- kept a per-payment lookup: flattened, it became a hash join of every order
+              ) a ON true
+              WHERE p.payment_id = ANY(ids)
+          ) p
+          WHERE p.etl_current AND p.etl_deleted_at IS NULL) p
     GROUP BY GROUPING SETS ((currency_id, payment_month, payment_type_id), (currency_id, due_date))
     ON CONFLICT ON CONSTRAINT payment_summary_key DO UPDATE
         SET paid_amount = t.paid_amount + excluded.paid_amount, unpaid_amount = t.unpaid_amount + excluded.unpaid_amount,
