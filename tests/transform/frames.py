@@ -41,7 +41,7 @@ def source(table: str, rows: list[dict[str, Any]], **defaults: Any) -> pl.DataFr
 def ddl_tables() -> dict[str, list[tuple[str, str, bool]]]:
     """Per star table of shared/warehouse/schema.sql: (column, SQL type, nullable) in DDL order."""
     tables: dict[str, list[tuple[str, str, bool]]] = {}
-    for name, body in re.findall(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\n\);", schema_sql(), re.S):
+    for name, body in re.findall(r"CREATE TABLE IF NOT EXISTS ((?:dim|fact)_\w+) \((.*?)\n\);", schema_sql(), re.S):
         columns = []
         for line in body.strip().splitlines():
             line = line.strip().rstrip(",")
