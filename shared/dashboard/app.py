@@ -103,7 +103,7 @@ def sidebar(defaults: queries.Filters) -> tuple[queries.Page, queries.Filters]:
         "Currencies", defaults.currencies, default=asked_currencies or list(defaults.currencies), key="cur"
     )
     st.sidebar.caption(CURRENCY_NOTE)
-    return page, queries.Filters(start=start, end=end, currencies=tuple(sorted(currencies)))
+    return page, queries.Filters(start=start, end=end, currencies=tuple(sorted(currencies)), span=defaults.span)
 
 
 def _date(value: Any) -> date:

@@ -32,8 +32,14 @@ class Filters:
     start: date
     end: date
     currencies: tuple[str, ...]
-    # The whole date range is read from the load's summary tables; False reads the facts (tests compare both).
-    use_summaries: bool = True
+    # The first and last date of dim_date: a range that covers them reads the load's summary tables.
+    span: tuple[date, date] | None = None
+    use_summaries: bool = True  # False reads the facts whatever the range (the tests compare both)
+
+    @property
+    def whole_range(self) -> bool:
+        """Whether the range holds every date of the warehouse (no date filter in effect)."""
+        return self.span is not None and self.start <= self.span[0] and self.end >= self.span[1]
 
     def params(self) -> dict[str, object]:
         """The filters as query parameters."""
@@ -43,7 +49,6 @@ class Filters:
             "currencies": list(self.currencies),
             "top": TOP_N,
             "recent": RECENT_RUNS,
-            "use_summaries": self.use_summaries,
         }
 
 
@@ -53,7 +58,7 @@ def default_filters(conn: psycopg.Connection) -> Filters:
     today = date.today()
     start, end = (row[0], row[1]) if row and row[0] else (today, today)
     currencies = tuple(r[0] for r in conn.execute("SELECT DISTINCT currency_code FROM dim_currency ORDER BY 1"))
-    return Filters(start=start, end=end, currencies=currencies)
+    return Filters(start=start, end=end, currencies=currencies, span=(start, end))
 
 
 # One query per star page: every figure of the page in one pass over the current facts (GROUPING SETS
@@ -61,51 +66,28 @@ def default_filters(conn: psycopg.Connection) -> Filters:
 # generic measures amount, amount_2, amount_3, n, n_2; `rank` orders a figure's rows by amount within a
 # currency and the top lists keep TOP_N. Labels carry the id where names repeat (designs, staff, ...).
 
-_WHOLE_RANGE = """
-WITH whole AS (
-    SELECT %(use_summaries)s AND coalesce(min(date_id) >= %(start)s AND max(date_id) <= %(end)s, false) AS range
-    FROM dim_date
-)"""
-
-_SALES = (
-    _WHOLE_RANGE
-    + """, grouped AS (
-    SELECT s.figure, c.currency_code, s.created_month, s.design_id, s.counterparty_id,
-           s.location_id AS delivery_location_id, s.staff_id,
-           sum(s.revenue) AS amount, sum(s.orders)::bigint AS n, sum(s.units)::bigint AS n_2
-    FROM sales_summary s JOIN dim_currency c USING (currency_id)
-    WHERE (SELECT range FROM whole) AND c.currency_code = ANY(%(currencies)s)
-    GROUP BY s.figure, c.currency_code, s.created_month, s.design_id, s.counterparty_id, s.location_id, s.staff_id
-    UNION ALL
+_SALES = """
+WITH grouped AS (
     SELECT CASE WHEN GROUPING(created_month) = 0 THEN 'by_month' WHEN GROUPING(design_id) = 0 THEN 'top_designs'
                 WHEN GROUPING(counterparty_id) = 0 THEN 'top_counterparties'
                 WHEN GROUPING(delivery_location_id) = 0 THEN 'by_location'
                 WHEN GROUPING(staff_id) = 0 THEN 'top_staff' ELSE 'totals' END AS figure,
            currency_code, created_month, design_id, counterparty_id, delivery_location_id, staff_id,
            sum(revenue) AS amount, count(*) AS n, sum(units_sold) AS n_2
-    FROM sales_order_amount
-    WHERE NOT (SELECT range FROM whole)
-      AND created_date BETWEEN %(start)s AND %(end)s AND currency_code = ANY(%(currencies)s)
+    FROM sales_order_amount WHERE created_date BETWEEN %(start)s AND %(end)s AND currency_code = ANY(%(currencies)s)
     GROUP BY GROUPING SETS ((currency_code), (currency_code, created_month), (currency_code, design_id),
         (currency_code, counterparty_id), (currency_code, delivery_location_id), (currency_code, staff_id))
 ), ranked AS (
     SELECT *, row_number() OVER (PARTITION BY figure, currency_code ORDER BY amount DESC,
         coalesce(design_id, counterparty_id, staff_id)) AS rank
-    FROM (
-        SELECT * FROM grouped WHERE figure IN ('totals', 'by_month')
-        UNION ALL
-        SELECT top.* FROM (SELECT DISTINCT figure, currency_code FROM grouped WHERE figure LIKE 'top%%') k
-        CROSS JOIN LATERAL (
-            SELECT * FROM grouped g WHERE g.figure = k.figure AND g.currency_code = k.currency_code
-            ORDER BY amount DESC, coalesce(design_id, counterparty_id, staff_id) LIMIT %(top)s
-        ) top
-    ) kept
+    FROM grouped WHERE figure <> 'by_location'
 )
 SELECT figure, currency_code,
        coalesce(created_month::text, d.design_name || ' #' || r.design_id,
                 cp.counterparty_legal_name || ' #' || r.counterparty_id,
                 st.first_name || ' ' || st.last_name || ' #' || r.staff_id) AS label,
-       NULL AS detail, amount, NULL::numeric AS amount_2, NULL::numeric AS amount_3, n, n_2, rank
+       NULL AS detail, amount, NULL::numeric AS amount_2, NULL::numeric AS amount_3, n, n_2,
+       CASE WHEN figure LIKE 'top%%' THEN rank END AS rank
 FROM ranked r
 LEFT JOIN dim_design d ON d.design_id = r.design_id
 LEFT JOIN dim_counterparty cp ON cp.counterparty_id = r.counterparty_id
@@ -116,47 +98,29 @@ SELECT 'by_location', currency_code, l.country, l.city, sum(amount), NULL, NULL,
 FROM grouped g JOIN dim_location l ON l.location_id = g.delivery_location_id
 WHERE figure = 'by_location'
 GROUP BY currency_code, l.country, l.city
-ORDER BY figure, currency_code, rank, amount DESC"""
-)
+ORDER BY figure, currency_code, rank, amount DESC, label, detail"""
 
-_PURCHASES = (
-    _WHOLE_RANGE
-    + """, grouped AS (
-    SELECT s.figure, c.currency_code, s.created_month, s.counterparty_id, s.item_code,
-           sum(s.spend) AS amount, sum(s.orders)::bigint AS n, sum(s.items)::bigint AS n_2
-    FROM purchase_summary s JOIN dim_currency c USING (currency_id)
-    WHERE (SELECT range FROM whole) AND c.currency_code = ANY(%(currencies)s)
-    GROUP BY s.figure, c.currency_code, s.created_month, s.counterparty_id, s.item_code
-    UNION ALL
+_PURCHASES = """
+WITH grouped AS (
     SELECT CASE WHEN GROUPING(created_month) = 0 THEN 'by_month' WHEN GROUPING(counterparty_id) = 0 THEN 'top_suppliers'
                 WHEN GROUPING(item_code) = 0 THEN 'top_item_codes' ELSE 'totals' END AS figure,
            currency_code, created_month, counterparty_id, item_code,
            sum(spend) AS amount, count(*) AS n, sum(item_quantity) AS n_2
-    FROM purchase_order_amount
-    WHERE NOT (SELECT range FROM whole)
-      AND created_date BETWEEN %(start)s AND %(end)s AND currency_code = ANY(%(currencies)s)
+    FROM purchase_order_amount WHERE created_date BETWEEN %(start)s AND %(end)s AND currency_code = ANY(%(currencies)s)
     GROUP BY GROUPING SETS ((currency_code), (currency_code, created_month), (currency_code, counterparty_id),
         (currency_code, item_code))
 ), ranked AS (
     SELECT *, row_number() OVER (PARTITION BY figure, currency_code ORDER BY amount DESC, counterparty_id, item_code)
         AS rank
-    FROM (
-        SELECT * FROM grouped WHERE figure IN ('totals', 'by_month')
-        UNION ALL
-        SELECT top.* FROM (SELECT DISTINCT figure, currency_code FROM grouped WHERE figure LIKE 'top%%') k
-        CROSS JOIN LATERAL (
-            SELECT * FROM grouped g WHERE g.figure = k.figure AND g.currency_code = k.currency_code
-            ORDER BY amount DESC, counterparty_id, item_code LIMIT %(top)s
-        ) top
-    ) kept
+    FROM grouped
 )
 SELECT figure, currency_code,
        coalesce(created_month::text, cp.counterparty_legal_name || ' #' || r.counterparty_id, item_code) AS label,
-       NULL AS detail, amount, NULL::numeric AS amount_2, NULL::numeric AS amount_3, n, n_2, rank
+       NULL AS detail, amount, NULL::numeric AS amount_2, NULL::numeric AS amount_3, n, n_2,
+       CASE WHEN figure LIKE 'top%%' THEN rank END AS rank
 FROM ranked r LEFT JOIN dim_counterparty cp ON cp.counterparty_id = r.counterparty_id
 WHERE (rank <= %(top)s OR figure NOT LIKE 'top%%')
-ORDER BY figure, currency_code, rank"""
-)
+ORDER BY figure, currency_code, rank, label"""
 
 # Overdue buckets are labelled '<n> <text>' so that they sort in order; by_type_month leaves overdue out
 # (amount_3, n_2 NULL: the summary keeps due dates apart from months).
@@ -165,28 +129,7 @@ _OVERDUE_BY = """CASE WHEN {days} = 0 THEN '0 not overdue' WHEN {days} <= 30 THE
                    ELSE '4 over a year' END"""
 
 _PAYMENTS = (
-    _WHOLE_RANGE
-    + """, due AS (
-    SELECT c.currency_code, s.paid_amount, s.unpaid_amount, s.payments, s.due_date < current_date AS overdue,
-           """
-    + _OVERDUE_BY.format(days="coalesce(greatest(current_date - s.due_date, 0), 0)")
-    + """ AS overdue_by
-    FROM payment_summary s JOIN dim_currency c USING (currency_id)
-    WHERE (SELECT range FROM whole) AND s.figure = 'by_due_date' AND c.currency_code = ANY(%(currencies)s)
-)
-SELECT CASE WHEN GROUPING(overdue_by) = 0 THEN 'overdue' ELSE 'totals' END AS figure,
-       currency_code, overdue_by AS label, NULL AS detail, sum(paid_amount) AS amount, sum(unpaid_amount) AS amount_2,
-       coalesce(sum(unpaid_amount) FILTER (WHERE overdue), 0) AS amount_3, sum(payments)::bigint AS n,
-       coalesce(sum(payments) FILTER (WHERE overdue), 0)::bigint AS n_2, NULL AS rank
-FROM due
-GROUP BY GROUPING SETS ((currency_code), (currency_code, overdue_by))
-UNION ALL
-SELECT 'by_type_month', c.currency_code, s.payment_month::text, pt.payment_type_name, sum(s.paid_amount),
-       sum(s.unpaid_amount), NULL, sum(s.payments)::bigint, NULL, NULL
-FROM payment_summary s JOIN dim_currency c USING (currency_id) JOIN dim_payment_type pt USING (payment_type_id)
-WHERE (SELECT range FROM whole) AND s.figure = 'by_type_month' AND c.currency_code = ANY(%(currencies)s)
-GROUP BY c.currency_code, s.payment_month, pt.payment_type_name
-UNION ALL
+    """
 SELECT CASE WHEN GROUPING(payment_month) = 0 THEN 'by_type_month' WHEN GROUPING(overdue_by) = 0 THEN 'overdue'
             ELSE 'totals' END AS figure,
        currency_code, coalesce(payment_month::text, overdue_by) AS label, payment_type_name AS detail,
@@ -200,11 +143,82 @@ FROM (
     SELECT *, """
     + _OVERDUE_BY.format(days="days_overdue")
     + """ AS overdue_by
-    FROM payment_detail
-    WHERE NOT (SELECT range FROM whole)
-      AND payment_date BETWEEN %(start)s AND %(end)s AND currency_code = ANY(%(currencies)s)
+    FROM payment_detail WHERE payment_date BETWEEN %(start)s AND %(end)s AND currency_code = ANY(%(currencies)s)
 ) p
 GROUP BY GROUPING SETS ((currency_code), (currency_code, payment_month, payment_type_name), (currency_code, overdue_by))
+ORDER BY figure, currency_code, label, detail"""
+)
+
+
+# The same figures for the whole date range, read from the summary tables the load keeps (views.sql:
+# sales_summary, purchase_summary, payment_summary; one row per figure, currency code and key): a top list
+# is the first rows of the summary's (figure, currency_code, amount DESC) index, ranked as above.
+
+_SALES_SUMMARY = """
+SELECT figure, currency_code, created_month::text AS label, NULL AS detail, revenue AS amount,
+       NULL::numeric AS amount_2, NULL::numeric AS amount_3, orders AS n, units AS n_2, NULL::bigint AS rank
+FROM sales_summary WHERE figure IN ('totals', 'by_month') AND currency_code = ANY(%(currencies)s)
+UNION ALL
+SELECT t.figure, t.currency_code,
+       coalesce(d.design_name || ' #' || t.design_id, cp.counterparty_legal_name || ' #' || t.counterparty_id,
+                st.first_name || ' ' || st.last_name || ' #' || t.staff_id),
+       NULL, t.revenue, NULL, NULL, t.orders, t.units, t.rank
+FROM unnest(ARRAY['top_designs', 'top_counterparties', 'top_staff']) f (figure)
+CROSS JOIN unnest(%(currencies)s::text[]) c (code)
+CROSS JOIN LATERAL (
+    SELECT *, row_number() OVER (ORDER BY revenue DESC, coalesce(design_id, counterparty_id, staff_id)) AS rank
+    FROM (SELECT * FROM sales_summary s WHERE s.figure = f.figure AND s.currency_code = c.code
+          ORDER BY s.revenue DESC, coalesce(s.design_id, s.counterparty_id, s.staff_id) LIMIT %(top)s) top
+) t
+LEFT JOIN dim_design d ON d.design_id = t.design_id
+LEFT JOIN dim_counterparty cp ON cp.counterparty_id = t.counterparty_id
+LEFT JOIN dim_staff st ON st.staff_id = t.staff_id
+UNION ALL
+SELECT 'by_location', s.currency_code, l.country, l.city, sum(s.revenue), NULL, NULL, sum(s.orders), sum(s.units), NULL
+FROM sales_summary s JOIN dim_location l ON l.location_id = s.location_id
+WHERE s.figure = 'by_location' AND s.currency_code = ANY(%(currencies)s)
+GROUP BY s.currency_code, l.country, l.city
+ORDER BY figure, currency_code, rank, amount DESC, label, detail"""
+
+_PURCHASES_SUMMARY = """
+SELECT figure, currency_code, created_month::text AS label, NULL AS detail, spend AS amount,
+       NULL::numeric AS amount_2, NULL::numeric AS amount_3, orders AS n, items AS n_2, NULL::bigint AS rank
+FROM purchase_summary WHERE figure IN ('totals', 'by_month') AND currency_code = ANY(%(currencies)s)
+UNION ALL
+SELECT t.figure, t.currency_code, coalesce(cp.counterparty_legal_name || ' #' || t.counterparty_id, t.item_code),
+       NULL, t.spend, NULL, NULL, t.orders, t.items, t.rank
+FROM unnest(ARRAY['top_suppliers', 'top_item_codes']) f (figure)
+CROSS JOIN unnest(%(currencies)s::text[]) c (code)
+CROSS JOIN LATERAL (
+    SELECT *, row_number() OVER (ORDER BY spend DESC, counterparty_id, item_code) AS rank
+    FROM (SELECT * FROM purchase_summary s WHERE s.figure = f.figure AND s.currency_code = c.code
+          ORDER BY s.spend DESC, s.counterparty_id, s.item_code LIMIT %(top)s) top
+) t
+LEFT JOIN dim_counterparty cp ON cp.counterparty_id = t.counterparty_id
+ORDER BY figure, currency_code, rank, label"""
+
+# Paid and unpaid amounts per due date: overdue is decided here, against today's date.
+_PAYMENTS_SUMMARY = (
+    """
+WITH due AS (
+    SELECT currency_code, paid_amount, unpaid_amount, payments, due_date < current_date AS overdue,
+           """
+    + _OVERDUE_BY.format(days="coalesce(greatest(current_date - due_date, 0), 0)")
+    + """ AS overdue_by
+    FROM payment_summary WHERE figure = 'by_due_date' AND currency_code = ANY(%(currencies)s)
+)
+SELECT CASE WHEN GROUPING(overdue_by) = 0 THEN 'overdue' ELSE 'totals' END AS figure,
+       currency_code, overdue_by AS label, NULL AS detail, sum(paid_amount) AS amount, sum(unpaid_amount) AS amount_2,
+       coalesce(sum(unpaid_amount) FILTER (WHERE overdue), 0) AS amount_3, sum(payments)::bigint AS n,
+       coalesce(sum(payments) FILTER (WHERE overdue), 0)::bigint AS n_2, NULL AS rank
+FROM due
+GROUP BY GROUPING SETS ((currency_code), (currency_code, overdue_by))
+UNION ALL
+SELECT 'by_type_month', s.currency_code, s.payment_month::text, pt.payment_type_name, sum(s.paid_amount),
+       sum(s.unpaid_amount), NULL, sum(s.payments)::bigint, NULL, NULL
+FROM payment_summary s JOIN dim_payment_type pt USING (payment_type_id)
+WHERE s.figure = 'by_type_month' AND s.currency_code = ANY(%(currencies)s)
+GROUP BY s.currency_code, s.payment_month, pt.payment_type_name
 ORDER BY figure, currency_code, label, detail"""
 )
 
@@ -230,7 +244,16 @@ SQL: dict[Page, dict[str, str]] = {
 LOADED_RECENTLY = "SELECT run_id FROM etl.load_run WHERE loaded_at > now() - make_interval(days => %(days)s)"
 
 
+SUMMARY_SQL: dict[Page, dict[str, str]] = {
+    "sales": {"figures": _SALES_SUMMARY},
+    "purchases": {"figures": _PURCHASES_SUMMARY},
+    "payments": {"figures": _PAYMENTS_SUMMARY},
+}
+
+
 def page_queries(page: Page, filters: Filters) -> list[tuple[str, str, dict[str, object]]]:
-    """The queries of `page`: (name, SQL, parameters) in the order the page shows them."""
+    """The queries of `page`: (name, SQL, parameters) in the order the page shows them; for the whole date
+    range the star pages read the summary tables, for a narrower one the facts."""
     params = filters.params()
-    return [(name, query, params) for name, query in SQL[page].items()]
+    chosen = SUMMARY_SQL if filters.use_summaries and filters.whole_range and page in SUMMARY_SQL else SQL
+    return [(name, query, params) for name, query in chosen[page].items()]

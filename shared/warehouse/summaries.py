@@ -5,8 +5,8 @@ Each summary row is a sum over current, not deleted orders or payments, so a run
 the ones it touches: before the run is merged, `withdraw` subtracts their contributions as they stand;
 after its facts and deletes, `restore` adds them back as they now stand. A payment is touched by a new
 version or deletion of itself, and (its due date is its order's agreed payment date) by a new version of
-its transaction or of the order that transaction settles. A run that bulk-copied a table (a first load)
-rebuilds the summaries whole instead.
+its transaction or of the order that transaction settles. A run that bulk-copied a table (a first load),
+or that gives a currency another code (the summaries are per currency code), rebuilds them whole instead.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def touched(
 ) -> Touched:
     """The ids a run touches, from its staging tables (`staged`: tables in stg_<table>) and deletions; to be
     called before its dimensions and facts are merged (a transaction's order as it stood is looked up)."""
-    if rebuild:
+    if rebuild or ("dim_currency" in staged and _currency_code_changes(conn)):
         return Touched(ids={}, rebuild=True)
     ids: dict[str, set[int]] = {table: set(deleted.get(table, ())) for table in SUMMARIES}
     for table, key in _KEYS.items():
@@ -69,6 +69,15 @@ def touched(
             )
         )
     return Touched(ids={table: sorted(found) for table, found in ids.items() if found})
+
+
+def _currency_code_changes(conn: psycopg.Connection) -> bool:
+    """Whether the staged currencies give a loaded currency id another code (the summaries are per code)."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT FROM stg_dim_currency s JOIN dim_currency d USING (currency_id)"
+        " WHERE s.currency_code IS DISTINCT FROM d.currency_code)"
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def withdraw(conn: psycopg.Connection, run: Touched) -> None:

@@ -46,7 +46,11 @@ def assert_summaries_exact(url: str) -> None:
         conn.rollback()
 
         filters = queries.default_filters(conn)
+        assert filters.whole_range
         for page in ("sales", "purchases", "payments"):
+            read = " ".join(q for _, q, _ in queries.page_queries(page, filters))
+            facts = ("sales_order_amount", "purchase_order_amount", "payment_detail")
+            assert "_summary" in read and not any(view in read for view in facts), f"{page}: read from the summaries"
             shown = {}
             for use_summaries in (True, False):
                 picked = dataclasses.replace(filters, use_summaries=use_summaries)
@@ -75,6 +79,8 @@ def test_summaries_stay_exact_through_changes_and_deletes(settings: Settings, la
             "UPDATE payment SET paid = NOT paid, last_updated = now() WHERE payment_id ="
             " (SELECT min(payment_id) FROM payment)"
         )
+        # a currency id gets another code: the summaries are per code, so this run rebuilds them
+        src.execute("UPDATE currency SET currency_code = 'EUR', last_updated = now() WHERE currency_code = 'GBP'")
     run_cycle(settings, lake)
     assert_summaries_exact(warehouse)
     with psycopg.connect(warehouse) as conn:
@@ -82,6 +88,8 @@ def test_summaries_stay_exact_through_changes_and_deletes(settings: Settings, la
             "SELECT count(*) FROM payment_summary WHERE figure = 'by_due_date' AND due_date = '2020-01-01'"
         ).fetchone()
         assert due is not None and due[0] > 0, "the moved agreed payment date reached the payments' due dates"
+        codes = conn.execute("SELECT DISTINCT currency_code FROM sales_summary ORDER BY 1").fetchall()
+        assert ("GBP",) not in codes, "the renamed currency's figures moved to its new code"
 
     with psycopg.connect(source) as src:  # hard deletes, found by a reconcile
         src.execute("DELETE FROM sales_order WHERE sales_order_id = 9")
