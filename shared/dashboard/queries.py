@@ -152,12 +152,17 @@ ORDER BY figure, currency_code, label, detail"""
 
 # The same figures for the whole date range, read from the summary tables the load keeps (views.sql:
 # sales_summary, purchase_summary, payment_summary; one row per figure, currency code and key): a top list
-# is the first rows of the summary's (figure, currency_code, amount DESC) index, ranked as above.
+# is the first rows of the summary's (figure, currency_code, amount DESC) index, ranked as above, and the
+# totals are the sums of the months.
 
 _SALES_SUMMARY = """
 SELECT figure, currency_code, created_month::text AS label, NULL AS detail, revenue AS amount,
        NULL::numeric AS amount_2, NULL::numeric AS amount_3, orders AS n, units AS n_2, NULL::bigint AS rank
-FROM sales_summary WHERE figure IN ('totals', 'by_month') AND currency_code = ANY(%(currencies)s)
+FROM sales_summary WHERE figure = 'by_month' AND currency_code = ANY(%(currencies)s)
+UNION ALL
+SELECT 'totals', currency_code, NULL, NULL, sum(revenue), NULL, NULL, sum(orders)::bigint, sum(units)::bigint, NULL
+FROM sales_summary WHERE figure = 'by_month' AND currency_code = ANY(%(currencies)s)
+GROUP BY currency_code
 UNION ALL
 SELECT t.figure, t.currency_code,
        coalesce(d.design_name || ' #' || t.design_id, cp.counterparty_legal_name || ' #' || t.counterparty_id,
@@ -183,7 +188,11 @@ ORDER BY figure, currency_code, rank, amount DESC, label, detail"""
 _PURCHASES_SUMMARY = """
 SELECT figure, currency_code, created_month::text AS label, NULL AS detail, spend AS amount,
        NULL::numeric AS amount_2, NULL::numeric AS amount_3, orders AS n, items AS n_2, NULL::bigint AS rank
-FROM purchase_summary WHERE figure IN ('totals', 'by_month') AND currency_code = ANY(%(currencies)s)
+FROM purchase_summary WHERE figure = 'by_month' AND currency_code = ANY(%(currencies)s)
+UNION ALL
+SELECT 'totals', currency_code, NULL, NULL, sum(spend), NULL, NULL, sum(orders)::bigint, sum(items)::bigint, NULL
+FROM purchase_summary WHERE figure = 'by_month' AND currency_code = ANY(%(currencies)s)
+GROUP BY currency_code
 UNION ALL
 SELECT t.figure, t.currency_code, coalesce(cp.counterparty_legal_name || ' #' || t.counterparty_id, t.item_code),
        NULL, t.spend, NULL, NULL, t.orders, t.items, t.rank
