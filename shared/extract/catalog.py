@@ -1,4 +1,4 @@
-"""The source tables as the catalog shows them, checked against the fixed list in shared.schema.
+"""The source tables as the catalog shows them, checked against the fixed list in shared.contract (SOURCE_SCHEMA).
 
 Only names from that list (and column names the catalog returns for those tables) ever reach SQL,
 always quoted with psycopg.sql.Identifier.
@@ -12,8 +12,8 @@ from typing import Literal
 import polars as pl
 import psycopg
 
+from shared.contract import SOURCE_SCHEMA, SOURCE_TABLES
 from shared.errors import TerminalError
-from shared.schema import SOURCE_SCHEMA, SOURCE_TABLES
 
 # typname, typtype, atttypmod, format_type for every live column of the tables in the current schema.
 CATALOG_QUERY = """

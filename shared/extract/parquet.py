@@ -21,9 +21,9 @@ import psycopg
 from polars.io.plugins import register_io_source
 from psycopg import sql
 
+from shared.contract import primary_key
 from shared.errors import TerminalError
 from shared.extract.catalog import SourceColumn, SourceTable
-from shared.schema import primary_key
 
 DEFAULT_BATCH_ROWS = 100_000
 QUEUE_DEPTH = 2

@@ -31,6 +31,7 @@ from shared.contract import (
     RawManifest,
     check_run_id,
     manifest_name,
+    primary_key,
     quarantine_name,
 )
 from shared.errors import TerminalError
@@ -39,7 +40,6 @@ from shared.extract.parquet import TableFile, file_digest, parse_batch, select_e
 from shared.extract.source import source_snapshot
 from shared.extract.stage import RawTableFile, build_manifest, data_blob_name
 from shared.lake import Lake
-from shared.schema import primary_key
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -39,9 +39,11 @@ from shared import telemetry
 from shared.contract import (
     EXTRACT_LEASE_NAME,
     JSON_TYPE,
+    SOURCE_TABLES,
     RawFile,
     RawManifest,
     manifest_name,
+    primary_key,
     raw_file_name,
 )
 from shared.errors import TerminalError, TransientError
@@ -52,7 +54,6 @@ from shared.extract.state import STATE_BLOB, ExtractState, iso
 from shared.extract.upload import RawUploads
 from shared.lake import ConcurrentUpdateError, Lake, Lease
 from shared.redact import describe
-from shared.schema import SOURCE_TABLES, primary_key
 from shared.settings import Settings
 
 log = logging.getLogger("shared.extract")

@@ -8,8 +8,7 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from shared.contract import DELETED_IN
-from shared.schema import primary_key
+from shared.contract import DELETED_IN, primary_key
 
 
 def deleted_in_warehouse(deleted: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:

@@ -18,11 +18,12 @@ import polars as pl
 from shared.contract import (
     NULLABLE_OUTPUT,
     OUTPUT_SCHEMA,
+    SOURCE_SCHEMA,
     TABLE_KEYS,
+    primary_key,
     required_columns,
     required_schema,
 )
-from shared.schema import SOURCE_SCHEMA, primary_key
 from shared.transform.builders import (
     build_dim_counterparty,
     build_dim_currency,

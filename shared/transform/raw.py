@@ -12,9 +12,8 @@ from pathlib import Path
 
 import polars as pl
 
-from shared.contract import RawFile, RawManifest, required_columns
+from shared.contract import SOURCE_SCHEMA, RawFile, RawManifest, required_columns
 from shared.lake import Lake
-from shared.schema import SOURCE_SCHEMA
 from shared.transform.errors import BadRunError
 from shared.transform.model import conform_source
 from shared.transform.strict import DateWindow, bad_dates, date_problem

@@ -13,7 +13,7 @@ from datetime import date, datetime
 
 import polars as pl
 
-from shared.schema import primary_key
+from shared.contract import primary_key
 from shared.transform.errors import describe_ids
 
 # The source columns that hold dates as text (the source's documented format is 'YYYY-MM-DD').

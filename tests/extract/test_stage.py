@@ -18,12 +18,12 @@ from psycopg import sql
 
 import shared.extract.parquet
 import shared.extract.stage
+from shared.contract import SOURCE_SCHEMA, SOURCE_TABLES, primary_key
 from shared.errors import TerminalError
 from shared.extract import CHANGES_MARKER, STATE_BLOB, extract
 from shared.extract.catalog import SourceTable
 from shared.lake import BlobExistsError, Lake
 from shared.local.source.seed import SNAPSHOT_COUNTS, read_snapshot
-from shared.schema import SOURCE_SCHEMA, SOURCE_TABLES, primary_key
 from shared.settings import Settings, load_settings
 from tests.extract.runs import execute, manifests, raw_blobs, read_run, state
 

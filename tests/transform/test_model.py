@@ -9,9 +9,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from shared.contract import OUTPUT_SCHEMA, required_columns
+from shared.contract import OUTPUT_SCHEMA, SOURCE_SCHEMA, SOURCE_TABLES, required_columns
 from shared.local.source.seed import read_snapshot
-from shared.schema import SOURCE_SCHEMA, SOURCE_TABLES
 from shared.transform.errors import InvalidValueError, MissingColumnError, MissingReferenceError
 from shared.transform.model import TransformResult, conform_source, transform_run
 from shared.transform.state import STATE_TABLES
