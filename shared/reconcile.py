@@ -56,9 +56,16 @@ from shared.contract import (
     raw_file_name,
 )
 from shared.errors import TerminalError, TransientError
-from shared.extract.catalog import SourceTable, read_catalog
-from shared.extract.parquet import WATERMARK_COLUMN, file_digest, parse_batch, select_expression
-from shared.extract.source import database_now, source_snapshot
+from shared.extract.source import (
+    WATERMARK_COLUMN,
+    SourceTable,
+    database_now,
+    file_digest,
+    parse_batch,
+    read_catalog,
+    select_expression,
+    source_snapshot,
+)
 from shared.extract.stage import LEASE_BLOB, new_run_id
 from shared.extract.state import iso
 from shared.lake import ConcurrentUpdateError, Lake

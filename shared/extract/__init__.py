@@ -4,7 +4,7 @@
 """
 
 from shared.contract import RUNS_PREFIX
-from shared.extract.parquet import DEFAULT_BATCH_ROWS
+from shared.extract.source import DEFAULT_BATCH_ROWS
 from shared.extract.stage import (
     CHANGES_MARKER,
     LEASE_BLOB,

@@ -27,18 +27,23 @@ import logging
 import re
 import secrets
 import tempfile
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 
 import polars as pl
 import psycopg
 
 from shared import telemetry
+from shared.connection import describe_server
 from shared.contract import (
     EXTRACT_LEASE_NAME,
     JSON_TYPE,
+    PARQUET_TYPE,
     SOURCE_TABLES,
     RawFile,
     RawManifest,
@@ -47,11 +52,18 @@ from shared.contract import (
     raw_file_name,
 )
 from shared.errors import TerminalError, TransientError
-from shared.extract.catalog import SourceTable, read_catalog
-from shared.extract.parquet import DEFAULT_BATCH_ROWS, WATERMARK_COLUMN, TableFile, write_table_parquet
-from shared.extract.source import SETTING, database_now, describe_source, source_snapshot
+from shared.extract.source import (
+    DEFAULT_BATCH_ROWS,
+    SETTING,
+    WATERMARK_COLUMN,
+    SourceTable,
+    TableFile,
+    database_now,
+    read_catalog,
+    source_snapshot,
+    write_table_parquet,
+)
 from shared.extract.state import STATE_BLOB, ExtractState, iso
-from shared.extract.upload import RawUploads
 from shared.lake import ConcurrentUpdateError, Lake, Lease
 from shared.redact import describe
 from shared.settings import Settings
@@ -220,7 +232,7 @@ def _extract_holding(
     """The extract run proper, while this invocation holds the extract lease."""
     assert settings.totesys_db_url is not None
     lookback = settings.extract_lookback
-    where = describe_source(settings.totesys_db_url.reveal())
+    where = describe_server(settings.totesys_db_url.reveal())
     state_blob = lake.read_versioned(lake.raw, STATE_BLOB)
     state = _settled(lake, ExtractState.parse(state_blob.data, f"{lake.raw}/{STATE_BLOB}"))
 
@@ -385,7 +397,7 @@ def _extract_tables(
     extracted: _Extracted,
 ) -> None:
     """Per table inside the snapshot: its new rows to a local Parquet file, uploaded write-once in the
-    background (shared.extract.upload) while the next table is read; every upload is done when it returns.
+    background (RawUploads) while the next table is read; every upload is done when it returns.
     `times` is (the run's time, the source clock of the snapshot)."""
     lookback = settings.extract_lookback
     extracted_at, clock = times
@@ -419,6 +431,59 @@ def _extract_tables(
             extracted.seconds[table] = time.perf_counter() - table_started
         extracted.current = None
         uploads.wait()
+
+
+class RawUploads:
+    """A context of background uploads of local Parquet files into the raw container (each file is deleted
+    once uploaded); leaving it waits for the upload under way and starts no other.
+
+    One at a time and in order, while the extract reads the next table: a run's reads and its storage round
+    trips overlap instead of adding up. The order of the writes is kept (each waits for the one before it)
+    and the first failure stops them: no upload starts after one failed, and `wait` raises that failure, so
+    a failing run writes exactly what a sequential one would have before it stopped, and never its manifest.
+    """
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="totes-extract-upload")
+        self._uploads: list[Future[None]] = []
+        self._stopped = threading.Event()
+
+    def __enter__(self) -> RawUploads:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stopped.set()  # an error in the run: whatever was not started yet is not written
+        self._pool.shutdown(wait=True)
+
+    def put(self, name: str, path: Path) -> None:
+        """Upload `path` as blob `name` once the uploads before it are done; raise an earlier one's failure."""
+        self.check()
+        self._uploads.append(self._pool.submit(self._upload, name, path))
+
+    def check(self) -> None:
+        """Raise the failure of an upload that has finished, if one failed."""
+        for upload in self._uploads:
+            if upload.done():
+                upload.result()
+
+    def wait(self) -> None:
+        """Wait for every upload; raise the first failure."""
+        for upload in self._uploads:
+            upload.result()
+
+    def _upload(self, name: str, path: Path) -> None:
+        if self._stopped.is_set():
+            return
+        try:
+            with path.open("rb") as stream:
+                self.lake.put_once(self.lake.raw, name, stream, PARQUET_TYPE)
+        except BaseException:
+            self._stopped.set()
+            raise
+        path.unlink()
 
 
 def _bounded(state: ExtractState, clock: datetime, run_id: str) -> ExtractState:

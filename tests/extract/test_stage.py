@@ -16,12 +16,12 @@ from azure.storage.blob import BlobServiceClient
 from polars.testing import assert_frame_equal
 from psycopg import sql
 
-import shared.extract.parquet
+import shared.extract.source
 import shared.extract.stage
 from shared.contract import SOURCE_SCHEMA, SOURCE_TABLES, primary_key
 from shared.errors import TerminalError
 from shared.extract import CHANGES_MARKER, STATE_BLOB, extract
-from shared.extract.catalog import SourceTable
+from shared.extract.source import SourceTable
 from shared.lake import BlobExistsError, Lake
 from shared.local.source.seed import SNAPSHOT_COUNTS, read_snapshot
 from shared.settings import Settings, load_settings
@@ -160,7 +160,7 @@ def test_without_a_kept_tail_the_next_run_rereads_the_lookback_overlap(
     extract_settings: Settings, lake: Lake, source_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # TAIL_LIMIT 0: no (key, hash) of the overlap rows is kept, as when very many changed in the lookback.
-    monkeypatch.setattr(shared.extract.parquet, "TAIL_LIMIT", 0)
+    monkeypatch.setattr(shared.extract.source, "TAIL_LIMIT", 0)
     extract(extract_settings, lake)
     overlap = {}
     with psycopg.connect(source_db) as conn:
@@ -444,7 +444,7 @@ def test_write_once_holds_for_streamed_uploads_in_blocks(lake: Lake, tmp_path: P
 def test_a_failure_mid_table_cancels_the_copy_and_commits_nothing(
     extract_settings: Settings, lake: Lake, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    original = shared.extract.parquet.parse_batch
+    original = shared.extract.source.parse_batch
     batches: list[str] = []
 
     def failing(table: SourceTable, csv: bytes) -> pl.DataFrame:
@@ -453,7 +453,7 @@ def test_a_failure_mid_table_cancels_the_copy_and_commits_nothing(
             raise TerminalError("simulated: a payment value could not be read")
         return original(table, csv)
 
-    monkeypatch.setattr(shared.extract.parquet, "parse_batch", failing)
+    monkeypatch.setattr(shared.extract.source, "parse_batch", failing)
     caplog.set_level(logging.WARNING)
     with pytest.raises(TerminalError, match="simulated"):
         extract(extract_settings, lake, batch_rows=1000)
