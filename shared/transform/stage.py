@@ -60,13 +60,12 @@ from shared.contract import (
 from shared.errors import TerminalError
 from shared.lake import BlobExistsError, Lake
 from shared.settings import Settings, date_window_years, load_settings
-from shared.transform.deletes import deleted_in_warehouse, drop_deleted
 from shared.transform.errors import BadRunError
+from shared.transform.model import deleted_in_warehouse, drop_deleted
 from shared.transform.outputs import build_outputs, write_outputs
 from shared.transform.quarantine import quarantine
-from shared.transform.raw import stage_raw
+from shared.transform.raw import DateWindow, stage_raw
 from shared.transform.store import read_state, write_state
-from shared.transform.strict import DateWindow
 
 log = logging.getLogger(__name__)
 

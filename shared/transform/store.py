@@ -15,8 +15,8 @@ import polars as pl
 from shared.contract import primary_key, state_name
 from shared.errors import TerminalError
 from shared.lake import ConcurrentUpdateError, Lake
+from shared.transform.model import STATE_TABLES, merge_state
 from shared.transform.raw import IO_THREADS
-from shared.transform.state import STATE_TABLES, merge_state
 
 # Attempts at an ETag-guarded state update before giving up with a TransientError (the trigger retries).
 STATE_ATTEMPTS = 5
