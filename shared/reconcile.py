@@ -56,6 +56,7 @@ from shared.contract import (
     raw_file_name,
 )
 from shared.errors import TerminalError, TransientError
+from shared.extract import LEASE_BLOB, new_run_id
 from shared.extract.source import (
     WATERMARK_COLUMN,
     SourceTable,
@@ -66,7 +67,6 @@ from shared.extract.source import (
     select_expression,
     source_snapshot,
 )
-from shared.extract.stage import LEASE_BLOB, new_run_id
 from shared.extract.state import iso
 from shared.lake import ConcurrentUpdateError, Lake
 from shared.settings import Settings

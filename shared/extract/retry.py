@@ -35,6 +35,7 @@ from shared.contract import (
     quarantine_name,
 )
 from shared.errors import TerminalError
+from shared.extract import RawTableFile, build_manifest, data_blob_name
 from shared.extract.source import (
     SourceTable,
     TableFile,
@@ -44,7 +45,6 @@ from shared.extract.source import (
     select_expression,
     source_snapshot,
 )
-from shared.extract.stage import RawTableFile, build_manifest, data_blob_name
 from shared.lake import Lake
 from shared.settings import Settings
 

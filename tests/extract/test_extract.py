@@ -16,8 +16,8 @@ from azure.storage.blob import BlobServiceClient
 from polars.testing import assert_frame_equal
 from psycopg import sql
 
+import shared.extract
 import shared.extract.source
-import shared.extract.stage
 from shared.contract import SOURCE_SCHEMA, SOURCE_TABLES, primary_key
 from shared.errors import TerminalError
 from shared.extract import CHANGES_MARKER, STATE_BLOB, extract
@@ -215,7 +215,7 @@ def test_a_crash_before_the_manifest_leaves_orphans_and_the_next_run_is_complete
         raise RuntimeError("simulated crash after the data files")
 
     with monkeypatch.context() as patch:
-        patch.setattr(shared.extract.stage, "build_manifest", crash)
+        patch.setattr(shared.extract, "build_manifest", crash)
         with pytest.raises(RuntimeError, match="simulated crash"):
             extract(extract_settings, lake)
     orphans = raw_blobs(lake)
@@ -241,7 +241,7 @@ def test_a_crash_after_the_manifest_is_adopted_by_the_next_run(
         raise RuntimeError("simulated crash after the manifest")
 
     with monkeypatch.context() as patch:
-        patch.setattr(shared.extract.stage, "write_state", crash)
+        patch.setattr(shared.extract, "write_state", crash)
         with pytest.raises(RuntimeError, match="simulated crash"):
             extract(extract_settings, lake)
     [crashed] = [m for m in manifests(lake) if m != first.manifest]
@@ -262,7 +262,7 @@ def test_a_crash_after_the_manifest_is_adopted_by_the_next_run(
 def test_past_the_lease_two_overlapping_runs_cannot_both_advance_the_watermark(
     extract_settings: Settings, lake: Lake, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    original = shared.extract.stage._extract_tables
+    original = shared.extract._extract_tables
     inner: list[str | None] = []
 
     def racing(*args: object, **kwargs: object) -> None:
@@ -271,10 +271,10 @@ def test_past_the_lease_two_overlapping_runs_cannot_both_advance_the_watermark(
             inner.append(None)
             # as if this run's lease had run out and another invocation had taken one: the ETag still holds
             with monkeypatch.context() as patch:
-                patch.setattr(shared.extract.stage, "LEASE_BLOB", "_state/another.lease")
+                patch.setattr(shared.extract, "LEASE_BLOB", "_state/another.lease")
                 inner[0] = extract(extract_settings, lake).run_id
 
-    monkeypatch.setattr(shared.extract.stage, "_extract_tables", racing)
+    monkeypatch.setattr(shared.extract, "_extract_tables", racing)
     caplog.set_level(logging.WARNING, logger="shared.extract")
     outer = extract(extract_settings, lake)
 
@@ -297,7 +297,7 @@ def test_raw_blobs_are_write_once(
         with pytest.raises(BlobExistsError, match="never overwrites"):
             lake.put_once(lake.raw, name, b"overwritten")
     # The extract itself cannot overwrite either: a (forced) second run with the same run_id fails.
-    monkeypatch.setattr(shared.extract.stage, "new_run_id", lambda *_: str(result.run_id))
+    monkeypatch.setattr(shared.extract, "new_run_id", lambda *_: str(result.run_id))
     execute(source_db, "UPDATE payment SET paid = NOT paid, last_updated = now() WHERE payment_id = 1")
     with pytest.raises(BlobExistsError):
         extract(extract_settings, lake, now=result.extracted_at)
