@@ -49,8 +49,7 @@ OFF_PATH: dict[str, str] = {
     "shared/drain.py": "which runs wait, in which order, under which lock; run ids only",
     "shared/backlog.py": "which runs the ledger holds (asked by the drain) and the backlog metrics; run ids only",
     "shared/warehouse/ledger.py": "the load lock, the DDL version and the ledger row; run ids only",
-    "shared/warehouse/__init__.py": "reads and applies the DDL (its digest is checked every load); moves no row",
-    "shared/warehouse/views.sql": "the analysts' views, read for the DDL digest; not on the way in",
+    "shared/warehouse/__init__.py": "reads the DDL for its digest every load, applies it when it changed; moves no row",
     # other rows: the transform state holds the parents that dimension joins need
     "shared/transform/store.py": "the transform state: department, staff, address and counterparty rows, which a "
     "sales_order row neither enters nor is joined to",
