@@ -43,9 +43,9 @@ from bench.pipeline import (
     scales_of,
     scratch_pipeline,
 )
+from shared.contract import SOURCE_TABLES
 from shared.local.source.seed import table_counts
 from shared.local.stack import LocalStack, StackUrls
-from shared.schema import SOURCE_TABLES
 
 VENV = Path(".local/bench-venvs/dlt")
 REQUIREMENTS = (

@@ -31,9 +31,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from shared.contract import SOURCE_TABLES
 from shared.local.source.seed import SNAPSHOT_COUNTS, seed_source, table_counts
 from shared.local.stack import LocalStack, StackUrls, with_database
-from shared.schema import SOURCE_TABLES
 
 LOCAL = Path(".local")
 RESULTS = Path(__file__).resolve().parent / "results"

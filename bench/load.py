@@ -239,7 +239,7 @@ def child_load(env: dict[str, str], run_id: str) -> dict[str, Any]:
 def child_copy(env: dict[str, str], run_id: str) -> dict[str, Any]:
     """In a fresh process: COPY the run's frames into unindexed tables in one transaction (timed)."""
     from shared import contract
-    from shared.load.curated import read_curated, read_manifest
+    from shared.load import read_curated, read_manifest
     from shared.warehouse import ledger, staging
 
     settings = load_settings(env, needs=("warehouse", "lake"))

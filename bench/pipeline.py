@@ -31,9 +31,9 @@ import psycopg
 from psycopg import sql
 
 from bench.extract import bench_source, peak_rss_mib, say
+from shared.contract import SOURCE_TABLES
 from shared.local.source.seed import schema_sql
 from shared.local.stack import LocalStack, StackUrls, with_database
-from shared.schema import SOURCE_TABLES
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # issue 15: seconds of one cycle after N simulated changes on the x10 source

@@ -28,8 +28,8 @@ import psycopg
 from psycopg import sql
 
 from bench.extract import LOCAL, RESULTS, bench_source, child, peak_rss_mib, run_baseline, say
+from shared.contract import SOURCE_TABLES
 from shared.local.stack import LocalStack, with_database
-from shared.schema import SOURCE_TABLES
 
 
 def run_reconcile(env: dict[str, str], replay_url: str) -> dict[str, Any]:

@@ -1,9 +1,14 @@
 """The data contract every stage imports: tables, columns, keys, history rules, lake layout and messages.
 
-Nothing else restates any of it. Three parts:
+Nothing else restates any of it. Four parts:
+- the source tables as the pipeline knows them: names, columns and their polars types (the fixed list the
+  extract checks against the catalog, the local seed loads and the transform requires), keys, foreign
+  keys and text dates, and the source columns the transform reads. Types mirror the source exactly:
+  integer -> Int32, numeric(10,2) -> Decimal(10, 2), timestamp(3) -> Datetime("ms"), enums and the text
+  dates -> String;
 - the star schemas (docs/warehouse.md): the warehouse tables in load order, the columns and dtypes a
   curated file carries, natural keys, fact record ids, foreign keys, the order of fact versions, the
-  English calendar names of dim_date; and the source columns the transform reads;
+  English calendar names of dim_date;
 - the lake layout (docs/architecture.md): the run-id rule and the `_runs/`, `_state/`, `_quarantine/`
   prefixes of both containers;
 - the typed documents that pass between stages: `RawManifest` (extract -> transform), `CuratedManifest`
@@ -28,9 +33,6 @@ from typing import Any
 import polars as pl
 
 from shared.errors import TerminalError
-from shared.schema import SOURCE_SCHEMA
-
-# --- the star schemas --------------------------------------------------------------------------------
 
 DATE = pl.Date()
 TIME = pl.Time()
@@ -38,6 +40,214 @@ INT = pl.Int32()
 TEXT = pl.String()
 MONEY = pl.Decimal(10, 2)
 TIMESTAMP = pl.Datetime("ms")
+
+# --- the source tables -------------------------------------------------------------------------------
+
+_AUDIT = {"created_at": TIMESTAMP, "last_updated": TIMESTAMP}
+
+# Ordered so that every table comes after the tables it references.
+SOURCE_SCHEMA: dict[str, dict[str, pl.DataType]] = {
+    "address": {
+        "address_id": pl.Int32(),
+        "address_line_1": pl.String(),
+        "address_line_2": pl.String(),
+        "district": pl.String(),
+        "city": pl.String(),
+        "postal_code": pl.String(),
+        "country": pl.String(),
+        "phone": pl.String(),
+        **_AUDIT,
+    },
+    "counterparty": {
+        "counterparty_id": pl.Int32(),
+        "counterparty_legal_name": pl.String(),
+        "legal_address_id": pl.Int32(),
+        "commercial_contact": pl.String(),
+        "delivery_contact": pl.String(),
+        **_AUDIT,
+    },
+    "currency": {"currency_id": pl.Int32(), "currency_code": pl.String(), **_AUDIT},
+    "department": {
+        "department_id": pl.Int32(),
+        "department_name": pl.String(),
+        "location": pl.String(),
+        "manager": pl.String(),
+        **_AUDIT,
+    },
+    "design": {
+        "design_id": pl.Int32(),
+        "created_at": TIMESTAMP,
+        "design_name": pl.String(),
+        "file_location": pl.String(),
+        "file_name": pl.String(),
+        "last_updated": TIMESTAMP,
+    },
+    "payment_type": {"payment_type_id": pl.Int32(), "payment_type_name": pl.String(), **_AUDIT},
+    "staff": {
+        "staff_id": pl.Int32(),
+        "first_name": pl.String(),
+        "last_name": pl.String(),
+        "department_id": pl.Int32(),
+        "email_address": pl.String(),
+        **_AUDIT,
+    },
+    "sales_order": {
+        "sales_order_id": pl.Int32(),
+        **_AUDIT,
+        "design_id": pl.Int32(),
+        "staff_id": pl.Int32(),
+        "counterparty_id": pl.Int32(),
+        "units_sold": pl.Int32(),
+        "unit_price": MONEY,
+        "currency_id": pl.Int32(),
+        "agreed_delivery_date": pl.String(),
+        "agreed_payment_date": pl.String(),
+        "agreed_delivery_location_id": pl.Int32(),
+    },
+    "purchase_order": {
+        "purchase_order_id": pl.Int32(),
+        **_AUDIT,
+        "staff_id": pl.Int32(),
+        "counterparty_id": pl.Int32(),
+        "item_code": pl.String(),
+        "item_quantity": pl.Int32(),
+        "item_unit_price": MONEY,
+        "currency_id": pl.Int32(),
+        "agreed_delivery_date": pl.String(),
+        "agreed_payment_date": pl.String(),
+        "agreed_delivery_location_id": pl.Int32(),
+    },
+    "transaction": {
+        "transaction_id": pl.Int32(),
+        "transaction_type": pl.String(),
+        "sales_order_id": pl.Int32(),
+        "purchase_order_id": pl.Int32(),
+        **_AUDIT,
+    },
+    "payment": {
+        "payment_id": pl.Int32(),
+        **_AUDIT,
+        "transaction_id": pl.Int32(),
+        "counterparty_id": pl.Int32(),
+        "payment_amount": MONEY,
+        "currency_id": pl.Int32(),
+        "payment_type_id": pl.Int32(),
+        "paid": pl.Boolean(),
+        "payment_date": pl.String(),
+        "company_ac_number": pl.Int32(),
+        "counterparty_ac_number": pl.Int32(),
+    },
+}
+SOURCE_TABLES: tuple[str, ...] = tuple(SOURCE_SCHEMA)
+
+# (table, column) -> referenced table, for every foreign key of the source.
+SOURCE_FOREIGN_KEYS: dict[tuple[str, str], str] = {
+    ("counterparty", "legal_address_id"): "address",
+    ("staff", "department_id"): "department",
+    ("sales_order", "design_id"): "design",
+    ("sales_order", "staff_id"): "staff",
+    ("sales_order", "counterparty_id"): "counterparty",
+    ("sales_order", "currency_id"): "currency",
+    ("sales_order", "agreed_delivery_location_id"): "address",
+    ("purchase_order", "staff_id"): "staff",
+    ("purchase_order", "counterparty_id"): "counterparty",
+    ("purchase_order", "currency_id"): "currency",
+    ("purchase_order", "agreed_delivery_location_id"): "address",
+    ("transaction", "sales_order_id"): "sales_order",
+    ("transaction", "purchase_order_id"): "purchase_order",
+    ("payment", "transaction_id"): "transaction",
+    ("payment", "counterparty_id"): "counterparty",
+    ("payment", "currency_id"): "currency",
+    ("payment", "payment_type_id"): "payment_type",
+}
+
+# Text dates of the source ('YYYY-MM-DD').
+SOURCE_TEXT_DATES: dict[str, tuple[str, ...]] = {
+    "sales_order": ("agreed_delivery_date", "agreed_payment_date"),
+    "purchase_order": ("agreed_delivery_date", "agreed_payment_date"),
+    "payment": ("payment_date",),
+}
+
+
+def primary_key(table: str) -> str:
+    """The key column of a source table: `<table>_id`."""
+    return f"{table}_id"
+
+
+# The source columns the builders read, per source table; anything else in a raw frame is ignored.
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    "address": (
+        "address_id",
+        "address_line_1",
+        "address_line_2",
+        "district",
+        "city",
+        "postal_code",
+        "country",
+        "phone",
+        "last_updated",
+    ),
+    "counterparty": ("counterparty_id", "counterparty_legal_name", "legal_address_id", "last_updated"),
+    "currency": ("currency_id", "currency_code", "last_updated"),
+    "department": ("department_id", "department_name", "location", "last_updated"),
+    "design": ("design_id", "design_name", "file_location", "file_name", "last_updated"),
+    "payment_type": ("payment_type_id", "payment_type_name", "last_updated"),
+    "staff": ("staff_id", "first_name", "last_name", "department_id", "email_address", "last_updated"),
+    "sales_order": (
+        "sales_order_id",
+        "created_at",
+        "last_updated",
+        "design_id",
+        "staff_id",
+        "counterparty_id",
+        "units_sold",
+        "unit_price",
+        "currency_id",
+        "agreed_delivery_date",
+        "agreed_payment_date",
+        "agreed_delivery_location_id",
+    ),
+    "purchase_order": (
+        "purchase_order_id",
+        "created_at",
+        "last_updated",
+        "staff_id",
+        "counterparty_id",
+        "item_code",
+        "item_quantity",
+        "item_unit_price",
+        "currency_id",
+        "agreed_delivery_date",
+        "agreed_payment_date",
+        "agreed_delivery_location_id",
+    ),
+    "transaction": ("transaction_id", "transaction_type", "sales_order_id", "purchase_order_id", "last_updated"),
+    "payment": (
+        "payment_id",
+        "created_at",
+        "last_updated",
+        "transaction_id",
+        "counterparty_id",
+        "payment_amount",
+        "currency_id",
+        "payment_type_id",
+        "paid",
+        "payment_date",
+    ),
+}
+
+
+def required_columns(table: str) -> tuple[str, ...]:
+    """The columns of source `table` that the transform reads, in source order (KeyError if unknown)."""
+    return _REQUIRED[table]
+
+
+def required_schema(table: str) -> dict[str, pl.DataType]:
+    """The required columns of source `table` with their source dtypes (SOURCE_SCHEMA)."""
+    return {c: SOURCE_SCHEMA[table][c] for c in _REQUIRED[table]}
+
+
+# --- the star schemas --------------------------------------------------------------------------------
 
 DIMENSIONS: tuple[str, ...] = (
     "dim_staff",
@@ -247,79 +457,6 @@ MONTH_NAMES: tuple[str, ...] = (
     "November",
     "December",
 )
-
-# The source columns the builders read, per source table; anything else in a raw frame is ignored.
-_REQUIRED: dict[str, tuple[str, ...]] = {
-    "address": (
-        "address_id",
-        "address_line_1",
-        "address_line_2",
-        "district",
-        "city",
-        "postal_code",
-        "country",
-        "phone",
-        "last_updated",
-    ),
-    "counterparty": ("counterparty_id", "counterparty_legal_name", "legal_address_id", "last_updated"),
-    "currency": ("currency_id", "currency_code", "last_updated"),
-    "department": ("department_id", "department_name", "location", "last_updated"),
-    "design": ("design_id", "design_name", "file_location", "file_name", "last_updated"),
-    "payment_type": ("payment_type_id", "payment_type_name", "last_updated"),
-    "staff": ("staff_id", "first_name", "last_name", "department_id", "email_address", "last_updated"),
-    "sales_order": (
-        "sales_order_id",
-        "created_at",
-        "last_updated",
-        "design_id",
-        "staff_id",
-        "counterparty_id",
-        "units_sold",
-        "unit_price",
-        "currency_id",
-        "agreed_delivery_date",
-        "agreed_payment_date",
-        "agreed_delivery_location_id",
-    ),
-    "purchase_order": (
-        "purchase_order_id",
-        "created_at",
-        "last_updated",
-        "staff_id",
-        "counterparty_id",
-        "item_code",
-        "item_quantity",
-        "item_unit_price",
-        "currency_id",
-        "agreed_delivery_date",
-        "agreed_payment_date",
-        "agreed_delivery_location_id",
-    ),
-    "transaction": ("transaction_id", "transaction_type", "sales_order_id", "purchase_order_id", "last_updated"),
-    "payment": (
-        "payment_id",
-        "created_at",
-        "last_updated",
-        "transaction_id",
-        "counterparty_id",
-        "payment_amount",
-        "currency_id",
-        "payment_type_id",
-        "paid",
-        "payment_date",
-    ),
-}
-
-
-def required_columns(table: str) -> tuple[str, ...]:
-    """The columns of source `table` that the transform reads, in source order (KeyError if unknown)."""
-    return _REQUIRED[table]
-
-
-def required_schema(table: str) -> dict[str, pl.DataType]:
-    """The required columns of source `table` with their source dtypes (shared.schema)."""
-    return {c: SOURCE_SCHEMA[table][c] for c in _REQUIRED[table]}
-
 
 # --- the lake layout ---------------------------------------------------------------------------------
 

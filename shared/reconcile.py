@@ -4,7 +4,7 @@ hash; the differences written as a correction run that the transform and the loa
 The extract sees a change only when `last_updated` moves. Reconcile catches the rest: rows edited without it
 (edited), rows the lake never archived (missing, treated as edited) and ids gone from the source (deleted).
 
-The hash is md5 over the row's known columns (shared.schema) as text, in a fixed order, NULL and separators
+The hash is md5 over the row's known columns (contract.SOURCE_SCHEMA) as text, in a fixed order, NULL and separators
 marked (`row_md5_sql`). The source computes it in the database and streams (id, md5) ordered by id through a
 server-side cursor, so only two short columns of a batch are in Python at a time. The archived side is the
 same text built with polars from the archived values (`row_md5_frame`), for the latest archived version of
@@ -45,21 +45,30 @@ from shared.contract import (
     JSON_TYPE,
     PARQUET_TYPE,
     RUNS_PREFIX,
+    SOURCE_SCHEMA,
+    SOURCE_TABLES,
     STATE_PREFIX,
     ContractError,
     RawFile,
     RawManifest,
     manifest_name,
+    primary_key,
     raw_file_name,
 )
 from shared.errors import TerminalError, TransientError
-from shared.extract.catalog import SourceTable, read_catalog
-from shared.extract.parquet import WATERMARK_COLUMN, file_digest, parse_batch, select_expression
-from shared.extract.source import database_now, source_snapshot
-from shared.extract.stage import LEASE_BLOB, new_run_id
+from shared.extract import LEASE_BLOB, new_run_id
+from shared.extract.source import (
+    WATERMARK_COLUMN,
+    SourceTable,
+    database_now,
+    file_digest,
+    parse_batch,
+    read_catalog,
+    select_expression,
+    source_snapshot,
+)
 from shared.extract.state import iso
 from shared.lake import ConcurrentUpdateError, Lake
-from shared.schema import SOURCE_SCHEMA, SOURCE_TABLES, primary_key
 from shared.settings import Settings
 
 log = logging.getLogger("shared.reconcile")

@@ -118,7 +118,7 @@ def transform_trigger_source(env: Mapping[str, str] | None = None) -> TriggerSou
 
 def date_window_years(env: Mapping[str, str] | None = None) -> int:
     """DATE_WINDOW_YEARS (default 50): the source's text dates must lie within this many years of their run's
-    extract time, or the transform quarantines the run (shared.transform.strict)."""
+    extract time, or the transform quarantines the run (shared.transform.raw)."""
     text = _value(os.environ if env is None else env, "DATE_WINDOW_YEARS")
     if text is None:
         return DEFAULT_DATE_WINDOW_YEARS

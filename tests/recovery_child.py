@@ -17,8 +17,7 @@ from typing import Any
 import shared.drain
 from shared.extract import extract
 from shared.lake import Lake
-from shared.load import _load
-from shared.load.steps import Step
+from shared.load import Step, _load
 from shared.settings import load_settings
 
 

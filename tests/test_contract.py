@@ -16,6 +16,8 @@ from shared.contract import (
     NULLABLE_OUTPUT,
     OUTPUT_SCHEMA,
     REFERENCES,
+    SOURCE_SCHEMA,
+    SOURCE_TABLES,
     TABLE_KEYS,
     TABLES,
     ContractError,
@@ -32,7 +34,6 @@ from shared.contract import (
     state_name,
 )
 from shared.errors import TerminalError
-from shared.schema import SOURCE_SCHEMA, SOURCE_TABLES
 from tests.transform.frames import LOAD_COLUMNS, ddl_tables, expected_output_schema
 
 

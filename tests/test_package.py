@@ -76,7 +76,7 @@ def test_the_package_ships_the_runtime_code_only(package: Path) -> None:
     assert {"function_app.py", "host.json", "requirements.txt", "shared/settings.py"} <= shipped
     assert "shared/warehouse/schema.sql" in shipped, "the load creates the warehouse from it"
     assert "shared/warehouse/views.sql" in shipped, "and its analysts' views from this one"
-    for left_out in ("tests", "bench", "docs", "infra", "shared/local", "shared/cli.py", "shared/dashboard"):
+    for left_out in ("tests", "bench", "tools", "docs", "infra", "shared/local", "shared/cli.py", "shared/dashboard"):
         assert left_out not in shipped, f"{left_out} is local-only and must not be deployed (.funcignore)"
     assert not any(name.endswith(".jsonl.gz") for name in shipped), "the snapshot is not shipped"
     assert not any(name.startswith(".git") or name == "local.settings.json" for name in shipped)

@@ -12,13 +12,12 @@ import psycopg
 import pytest
 
 from shared.cli import main
-from shared.contract import RawManifest, manifest_name
+from shared.contract import SOURCE_TABLES, RawManifest, manifest_name
 from shared.lake import Lake
 from shared.load import load
 from shared.pipeline import run_cycle
 from shared.reconcile import RECONCILE_KIND, compare, index_names, reconcile
 from shared.replay import replay
-from shared.schema import SOURCE_TABLES
 from shared.settings import Settings
 from shared.transform.stage import transform
 from shared.verify import verify

@@ -18,8 +18,7 @@ from shared.drain import drain_loads, drain_transforms, pending
 from shared.errors import TransientError
 from shared.extract import LEASE_BLOB, extract
 from shared.lake import Lake
-from shared.load import _load
-from shared.load.steps import STEPS, Step
+from shared.load import STEPS, Step, _load
 from shared.local.stack import azurite_connection_string, free_port
 from shared.pipeline import run_cycle
 from shared.settings import Settings, load_settings

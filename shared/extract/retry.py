@@ -31,15 +31,21 @@ from shared.contract import (
     RawManifest,
     check_run_id,
     manifest_name,
+    primary_key,
     quarantine_name,
 )
 from shared.errors import TerminalError
-from shared.extract.catalog import SourceTable, read_catalog
-from shared.extract.parquet import TableFile, file_digest, parse_batch, select_expression
-from shared.extract.source import source_snapshot
-from shared.extract.stage import RawTableFile, build_manifest, data_blob_name
+from shared.extract import RawTableFile, build_manifest, data_blob_name
+from shared.extract.source import (
+    SourceTable,
+    TableFile,
+    file_digest,
+    parse_batch,
+    read_catalog,
+    select_expression,
+    source_snapshot,
+)
 from shared.lake import Lake
-from shared.schema import primary_key
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)

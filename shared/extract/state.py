@@ -15,7 +15,7 @@ import polars as pl
 
 from shared.contract import WATERMARKS_NAME
 from shared.errors import TerminalError
-from shared.extract.parquet import ROW_HASH
+from shared.extract.source import ROW_HASH
 
 STATE_BLOB = WATERMARKS_NAME
 

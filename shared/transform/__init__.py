@@ -1,10 +1,10 @@
 """The transform stage: one extracted run of source rows -> rows of the three star schemas.
 
 Pure modules (frames in, frames out; no I/O, no clock): `builders` (one function per star table),
-`model` (`build_run`, the one orchestration of the builders, and `transform_run` over in-memory frames),
-`state` (the order-insensitive merge), `hashing`, `dates`; the columns read and written are in
-shared.contract. I/O: `stage.transform` reads a raw run from the lake and writes the curated run (with
-`raw`, `outputs`, `store` and `quarantine`); the trigger and the CLI call it.
+`model` (`build_run`, the one orchestration of the builders, `transform_run` over in-memory frames, and the
+order-insensitive state merge), `hashing`; the columns read and written are in shared.contract. I/O:
+`stage.transform` reads a raw run from the lake and writes the curated run (with `raw`, which also holds the
+strict checks of text dates, `outputs`, `store` and `quarantine`); the trigger and the CLI call it.
 """
 
 from __future__ import annotations

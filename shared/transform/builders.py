@@ -2,7 +2,8 @@
 
 Each builder takes source frames with at least the required columns (shared.contract) and
 returns exactly the output columns of its table (contract.OUTPUT_SCHEMA), one row per natural key for
-dimensions (the latest version given) and one row per distinct version for facts, sorted by key.
+dimensions (the latest version given, `latest_per_key`) and one row per distinct version for facts, sorted
+by key. dim_date's calendar attributes are in English whatever the machine's locale.
 """
 
 from __future__ import annotations
@@ -13,20 +14,42 @@ from functools import cache
 import polars as pl
 import pycountry
 
-from shared.contract import FACT_DATE_COLUMNS, OUTPUT_SCHEMA
-from shared.transform.dates import calendar_rows
+from shared.contract import DAY_NAMES, FACT_DATE_COLUMNS, MONTH_NAMES, OUTPUT_SCHEMA
 from shared.transform.errors import InvalidValueError, MissingReferenceError, describe_ids
 from shared.transform.hashing import row_hash
-from shared.transform.state import latest_per_key
-from shared.transform.strict import is_iso_date
 
 _FOUND = "__etl_found"
 _ROW = "__etl_row"
+_ORDER = "__etl_order"
+_DAYS = dict(enumerate(DAY_NAMES, start=1))
+_MONTHS = dict(enumerate(MONTH_NAMES, start=1))
+ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 
 
 def _text(column: str) -> pl.Expr:
     """A column as text for messages, null spelled 'null'."""
     return pl.col(column).cast(pl.String).fill_null("null")
+
+
+def _last_of_key(key: str) -> pl.Expr:
+    """True on the last row of each run of equal keys (in a frame sorted by key): the winning version."""
+    return (pl.col(key) != pl.col(key).shift(-1)).fill_null(True)
+
+
+def latest_per_key(frame: pl.DataFrame, key: str) -> pl.DataFrame:
+    """One row per `key`: the row with the greatest last_updated; on a tie the last in frame order.
+
+    A tie is broken by position because the extract appends rows in read order, and a later read of a
+    row whose values changed without its last_updated changing holds the newer values.
+    """
+    ordered = frame.with_row_index(_ORDER).sort([key, "last_updated", _ORDER])
+    return ordered.filter(_last_of_key(key)).drop(_ORDER)
+
+
+def is_iso_date(column: str) -> pl.Expr:
+    """True where the text `column` is exactly 'YYYY-MM-DD' and a real calendar day (null stays null)."""
+    text = pl.col(column)
+    return text.str.contains(ISO_DATE) & text.str.to_date("%Y-%m-%d", strict=False).is_not_null()
 
 
 def _conform(frame: pl.DataFrame, table: str) -> pl.DataFrame:
@@ -245,6 +268,27 @@ def fact_dates(table: str, frame: pl.DataFrame) -> pl.Series:
     if not columns:
         return pl.Series("date_id", [], dtype=pl.Date)
     return pl.concat([frame.get_column(c).alias("date_id") for c in columns]).unique()
+
+
+def calendar_rows(dates: pl.Series) -> pl.DataFrame:
+    """One dim_date row per distinct non-null date of `dates`, sorted by date_id."""
+    date_id = pl.col("date_id")
+    return (
+        pl.DataFrame({"date_id": dates.cast(pl.Date)})
+        .drop_nulls()
+        .unique()
+        .sort("date_id")
+        .select(
+            date_id,
+            date_id.dt.year().cast(pl.Int32).alias("year"),
+            date_id.dt.month().cast(pl.Int32).alias("month"),
+            date_id.dt.day().cast(pl.Int32).alias("day"),
+            date_id.dt.weekday().cast(pl.Int32).alias("day_of_week"),  # ISO: Monday=1 .. Sunday=7
+            date_id.dt.weekday().replace_strict(_DAYS, return_dtype=pl.String).alias("day_name"),
+            date_id.dt.month().replace_strict(_MONTHS, return_dtype=pl.String).alias("month_name"),
+            date_id.dt.quarter().cast(pl.Int32).alias("quarter"),
+        )
+    )
 
 
 def build_dim_date_of(dates: Iterable[pl.Series]) -> pl.DataFrame:

@@ -1,5 +1,12 @@
 """The whole pure transform of one run: raw source rows and the previous state in, star rows out.
 
+The state is the current rows of the parent tables that joins need (STATE_TABLES: department, staff,
+address, counterparty); every merge is "latest last_updated wins", so applying changes in any order ends in
+the same state. A run's source deletions (a reconcile run's `deleted` ids) are dropped from it, so that a
+later department or address change does not re-emit a deleted staff member or counterparty, and carried to
+the curated manifest per warehouse table for the load to mark. shared.transform.store keeps the state in
+the lake; nothing here does I/O.
+
 Propagation (docs/architecture.md, rule 5): a changed department re-emits dim_staff for every staff row of it, a
 changed address re-emits dim_location and every dim_counterparty whose legal address it is; changed
 staff and counterparty rows join to the current department and address (the state merged with the
@@ -16,13 +23,15 @@ from functools import partial
 import polars as pl
 
 from shared.contract import (
+    DELETED_IN,
     NULLABLE_OUTPUT,
     OUTPUT_SCHEMA,
+    SOURCE_SCHEMA,
     TABLE_KEYS,
+    primary_key,
     required_columns,
     required_schema,
 )
-from shared.schema import SOURCE_SCHEMA, primary_key
 from shared.transform.builders import (
     build_dim_counterparty,
     build_dim_currency,
@@ -36,13 +45,14 @@ from shared.transform.builders import (
     build_fact_purchase_order,
     build_fact_sales_order,
     fact_dates,
+    latest_per_key,
 )
 from shared.transform.errors import InvalidValueError, MissingColumnError, MissingReferenceError, describe_ids
-from shared.transform.state import STATE_TABLES, merge_state
 
 __all__ = [
     "FACT_SOURCES",
     "SOURCE_OF",
+    "STATE_TABLES",
     "InvalidValueError",
     "MissingColumnError",
     "MissingReferenceError",
@@ -52,6 +62,9 @@ __all__ = [
     "build_run",
     "build_state_dimensions",
     "conform_source",
+    "deleted_in_warehouse",
+    "drop_deleted",
+    "merge_state",
     "null_warnings",
     "required_columns",
     "transform_run",
@@ -120,6 +133,41 @@ def null_warnings(table: str, frame: pl.DataFrame) -> list[str]:
             "the load will reject this run until the source value is set"
         )
     return warnings
+
+
+# The source tables whose current rows the transform keeps between runs (the parents that joins need).
+STATE_TABLES: tuple[str, ...] = ("department", "staff", "address", "counterparty")
+
+
+def merge_state(old: pl.DataFrame | None, changed: pl.DataFrame, key: str) -> pl.DataFrame:
+    """Current rows (one per `key`, sorted by it) after applying `changed` to `old`, with the columns of `changed`.
+
+    A row of `changed` replaces the current row only if its last_updated is the same or later, so an
+    older change applied after a newer one keeps the newer; on equal last_updated the change wins.
+    """
+    if old is None or old.height == 0:
+        return latest_per_key(changed, key)
+    missing = [c for c in changed.columns if c not in old.columns]
+    if missing:
+        raise MissingColumnError(
+            f"the transform state keyed by {key!r} lacks column(s) {', '.join(missing)}; "
+            "rebuild the state (replay the runs from the first) before transforming further runs"
+        )
+    # The old rows first, so that on equal last_updated the change, later in frame order, wins.
+    return latest_per_key(pl.concat([old.select(changed.columns).cast(changed.schema), changed], how="vertical"), key)
+
+
+def deleted_in_warehouse(deleted: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    """Source table -> deleted ids, as warehouse table -> natural keys to mark (a department has no rows)."""
+    return {DELETED_IN[table]: ids for table, ids in deleted.items() if table in DELETED_IN and ids}
+
+
+def drop_deleted(state: Mapping[str, pl.DataFrame], deleted: Mapping[str, tuple[int, ...]]) -> dict[str, pl.DataFrame]:
+    """The transform state without the rows of `deleted` (source table -> ids)."""
+    return {
+        table: frame.filter(~pl.col(primary_key(table)).is_in(list(deleted[table]))) if deleted.get(table) else frame
+        for table, frame in state.items()
+    }
 
 
 def advance_state(run: Mapping[str, pl.DataFrame], state: Mapping[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:

@@ -1,5 +1,12 @@
 """A raw run's files, checked against the raw manifest and copied to a local folder, then read one
-source table at a time: the raw side of the transform stage. A bad file raises BadRunError."""
+source table at a time: the raw side of the transform stage. A bad file raises BadRunError.
+
+Strict input: the source's text dates must be exactly 'YYYY-MM-DD', real calendar days, and inside a window
+around the run's extract time (DATE_WINDOW_YEARS); anything else quarantines the run instead of being guessed.
+polars' `str.to_date("%Y-%m-%d", strict=False)` reads '202-12-01' as the year 202 and '2024-1-5' as
+2024-01-05: one such value added 665,454 rows to dim_date. The window is relative to the run's own
+`extracted_at` (not the clock), so a re-run of the same run decides the same way.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +15,41 @@ import logging
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from datetime import date, datetime
 from pathlib import Path
 
 import polars as pl
 
-from shared.contract import RawFile, RawManifest, required_columns
+from shared.contract import SOURCE_SCHEMA, SOURCE_TEXT_DATES, RawFile, RawManifest, primary_key, required_columns
 from shared.lake import Lake
-from shared.schema import SOURCE_SCHEMA
-from shared.transform.errors import BadRunError
+from shared.transform.builders import is_iso_date
+from shared.transform.errors import BadRunError, describe_ids
 from shared.transform.model import conform_source
-from shared.transform.strict import DateWindow, bad_dates, date_problem
 
 log = logging.getLogger(__name__)
 
 # Blobs read or written at once: enough to overlap the storage round trips of one run's files.
 IO_THREADS = 8
+
+
+@dataclass(frozen=True)
+class DateWindow:
+    """The dates a source text date may hold: `first` .. `last`, both included."""
+
+    first: date
+    last: date
+    years: int
+
+    @classmethod
+    def around(cls, as_of: datetime, years: int) -> DateWindow:
+        """`years` years either side of `as_of`'s date (29 February falls back to the 28th)."""
+        day = as_of.date()
+
+        def shifted(delta: int) -> date:
+            year = min(max(day.year + delta, 1), 9999)
+            return day.replace(year=year, day=min(day.day, 28) if day.month == 2 else day.day)
+
+        return cls(shifted(-years), shifted(years), years)
 
 
 @dataclass(frozen=True)
@@ -34,7 +61,7 @@ class StagedFile:
     where: str  # <raw container>/<file>, for messages
     run_id: str
     casts: tuple[str, ...]  # columns stored in another dtype than the source's (checked to cast)
-    dates: DateWindow | None = None  # the window the source's text dates must lie in (shared.transform.strict)
+    dates: DateWindow | None = None  # the window the source's text dates must lie in (see bad_dates)
 
 
 def stage_raw(
@@ -117,3 +144,34 @@ def load_raw(staged: StagedFile) -> pl.DataFrame:
         reason = date_problem(staged.run_id, staged.table, column, listed, staged.dates)
         raise BadRunError(staged.run_id, reason, file=staged.where, columns=[column])
     return conform_source(frame, staged.table, "raw")
+
+
+def bad_dates(frame: pl.DataFrame, table: str, window: DateWindow | None) -> dict[str, str]:
+    """Per text date column of source `table` with a bad value: 'id <id> '<value>'' for each (a short list).
+
+    A value is bad when it is not exactly 'YYYY-MM-DD', not a calendar day, or outside `window`. Only the
+    key and the offending column are gathered, never whole rows."""
+    key = primary_key(table)
+    found: dict[str, str] = {}
+    for column in SOURCE_TEXT_DATES.get(table, ()):
+        if column not in frame.columns:
+            continue
+        ok = is_iso_date(column)
+        if window is not None:
+            day = pl.col(column).str.to_date("%Y-%m-%d", strict=False)
+            ok = ok & day.is_between(window.first, window.last)
+        bad = frame.select(key, column).filter(pl.col(column).is_not_null() & ~ok.fill_null(False)).sort(key)
+        if bad.height:
+            listed = bad.select(pl.format("{} {} '{}'", pl.lit(key), pl.col(key), pl.col(column).str.slice(0, 40)))
+            found[column] = f"{bad.height} value(s): " + describe_ids(listed.to_series().to_list())
+    return found
+
+
+def date_problem(run_id: str, table: str, column: str, listed: str, window: DateWindow | None) -> str:
+    """The quarantine reason for bad dates in one column: names run, table, column, ids and values."""
+    bounds = f" between {window.first} and {window.last} (DATE_WINDOW_YEARS={window.years})" if window else ""
+    return (
+        f"run {run_id} table {table} column {column}: not 'YYYY-MM-DD' dates{bounds}: {listed}. Nothing of the "
+        "run was transformed; fix the source rows (the next extract archives them) or the setting, then "
+        f"`totes transform {run_id}`"
+    )

@@ -4,7 +4,7 @@ The pure work is `build_run` (shared.transform.model), the same orchestration `t
 here one output table at a time so that memory holds one table's frames, not the run's: the raw files
 wait in a local temporary folder (shared.transform.raw), each builder reads only the columns of the
 tables it needs, and each output is encoded to that folder and dropped before the next is built
-(shared.transform.outputs). Nothing is uploaded until every table is built, so
+(`build_outputs`, `write_outputs`). Nothing is uploaded until every table is built, so
 bad input still quarantines a run before any curated blob exists. This module reads what the raw manifest
 names, checks it, and writes the results so that any step may crash and be retried:
 
@@ -37,22 +37,31 @@ redoes the run.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
 import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Literal
+
+import polars as pl
 
 from shared import telemetry
 from shared.contract import (
     JSON_TYPE,
+    PARQUET_TYPE,
+    TABLE_KEYS,
     ContractError,
+    CuratedFile,
     CuratedManifest,
     LoadMessage,
     RawManifest,
     check_run_id,
+    curated_file_name,
     instant,
     manifest_name,
     run_id_from_blob,
@@ -60,13 +69,11 @@ from shared.contract import (
 from shared.errors import TerminalError
 from shared.lake import BlobExistsError, Lake
 from shared.settings import Settings, date_window_years, load_settings
-from shared.transform.deletes import deleted_in_warehouse, drop_deleted
 from shared.transform.errors import BadRunError
-from shared.transform.outputs import build_outputs, write_outputs
+from shared.transform.model import build_run, deleted_in_warehouse, drop_deleted
 from shared.transform.quarantine import quarantine
-from shared.transform.raw import stage_raw
+from shared.transform.raw import DateWindow, StagedFile, load_raw, stage_raw
 from shared.transform.store import read_state, write_state
-from shared.transform.strict import DateWindow
 
 log = logging.getLogger(__name__)
 
@@ -236,3 +243,86 @@ def _already_done(run_id: str, data: bytes, name: str, started: float) -> Transf
         duration_s=time.perf_counter() - started,
         manifest=name,
     )
+
+
+# --- the curated outputs -----------------------------------------------------------------------------
+
+# Curated files uploaded at once: each may be buffered whole by the SDK, so fewer than raw.IO_THREADS.
+UPLOAD_THREADS = 4
+
+
+class OutputConflictError(TerminalError):
+    """A curated data blob of an unfinished run exists with other bytes than this attempt produced."""
+
+
+@dataclass(frozen=True)
+class EncodedTable:
+    """One output table encoded as curated Parquet in a local file, ready to upload."""
+
+    path: Path
+    rows: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class BuiltRun:
+    """The run's encoded output tables (non-empty only), the new state and the transform's warnings."""
+
+    outputs: dict[str, EncodedTable]
+    state: dict[str, pl.DataFrame]
+    warnings: list[str]
+
+
+def build_outputs(staged: Mapping[str, StagedFile], state: Mapping[str, pl.DataFrame], folder: Path) -> BuiltRun:
+    """Every output table of the run, built by `build_run` from the staged raw files and encoded into `folder`
+    as soon as it is built (its frames then dropped)."""
+    outputs: dict[str, EncodedTable] = {}
+
+    def encode(table: str, frame: pl.DataFrame) -> None:
+        with telemetry.table_span("transform", table) as span:
+            outputs[table] = _encode(sort_for_output(table, frame), folder / f"{table}.parquet")
+            span.set(rows=frame.height, bytes=outputs[table].path.stat().st_size)
+
+    sources = {table: partial(load_raw, file) for table, file in staged.items()}
+    current, warnings = build_run(sources, state, encode)
+    return BuiltRun(outputs, current, warnings)
+
+
+def _encode(frame: pl.DataFrame, path: Path) -> EncodedTable:
+    frame.write_parquet(path, compression="zstd", statistics=True)
+    with path.open("rb") as stream:
+        digest = hashlib.file_digest(stream, "sha256").hexdigest()
+    return EncodedTable(path, frame.height, digest)
+
+
+def write_outputs(lake: Lake, run_id: str, outputs: Mapping[str, EncodedTable]) -> dict[str, CuratedFile]:
+    """Upload each encoded table to curated/<table>/<run_id>.parquet; the curated manifest's files."""
+
+    def write(table: str) -> CuratedFile:
+        encoded = outputs[table]
+        name = curated_file_name(table, run_id)
+        _write_once(lake, run_id, name, encoded.path)
+        return CuratedFile(table, name, encoded.rows, encoded.sha256)
+
+    names = sorted(outputs)
+    with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
+        return dict(zip(names, pool.map(write, names), strict=True))
+
+
+def sort_for_output(table: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows in a stable order for byte-identical files: by the table's key, then the fact row hash."""
+    keys = [c for c in (TABLE_KEYS.get(table, frame.columns[0]), "etl_row_hash") if c in frame.columns]
+    return frame.sort(keys, maintain_order=True)
+
+
+def _write_once(lake: Lake, run_id: str, name: str, path: Path) -> None:
+    try:
+        with path.open("rb") as stream:
+            lake.put_once(lake.curated, name, stream, PARQUET_TYPE)
+    except BlobExistsError:
+        if lake.get(lake.curated, name) != path.read_bytes():
+            raise OutputConflictError(
+                f"run {run_id}: {lake.curated}/{name} exists from an earlier attempt with different bytes "
+                f"(the state or the code changed since). No manifest names it yet, so nothing read it: delete "
+                f"it and re-run `totes transform {run_id}`"
+            ) from None

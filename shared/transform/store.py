@@ -12,12 +12,11 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from shared.contract import state_name
+from shared.contract import primary_key, state_name
 from shared.errors import TerminalError
 from shared.lake import ConcurrentUpdateError, Lake
-from shared.schema import primary_key
+from shared.transform.model import STATE_TABLES, merge_state
 from shared.transform.raw import IO_THREADS
-from shared.transform.state import STATE_TABLES, merge_state
 
 # Attempts at an ETag-guarded state update before giving up with a TransientError (the trigger retries).
 STATE_ATTEMPTS = 5

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import BlobLeaseClient
 
-import shared.extract.stage
+import shared.extract
 from shared.extract import LEASE_BLOB, ExtractResult, extract
 from shared.lake import Lake, LeaseLostError
 from shared.settings import Settings
@@ -38,7 +38,7 @@ def _race(settings: Settings, lake: Lake) -> list[ExtractResult | BaseException]
     has returned, so the two certainly run at the same moment."""
     start, done = threading.Barrier(2), [threading.Event(), threading.Event()]
     results: list[ExtractResult | BaseException] = [RuntimeError("not run"), RuntimeError("not run")]
-    reading = shared.extract.stage._extract_tables
+    reading = shared.extract._extract_tables
 
     def held(*args: object, **kwargs: object) -> None:
         me = 0 if threading.current_thread().name == "extract-0" else 1
@@ -55,7 +55,7 @@ def _race(settings: Settings, lake: Lake) -> list[ExtractResult | BaseException]
             done[me].set()
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(shared.extract.stage, "_extract_tables", held)
+        patch.setattr(shared.extract, "_extract_tables", held)
         threads = [threading.Thread(target=one, args=(i,), name=f"extract-{i}") for i in range(2)]
         for thread in threads:
             thread.start()
@@ -96,14 +96,14 @@ def test_the_lease_is_finite_and_released_after_a_run_or_a_crash(
 ) -> None:
     blob = lake.blobs.get_blob_client(lake.raw, LEASE_BLOB)
     seen: list[tuple[str, str]] = []
-    reading = shared.extract.stage._extract_tables
+    reading = shared.extract._extract_tables
 
     def observed(*args: object, **kwargs: object) -> None:
         lease = blob.get_blob_properties().lease
         seen.append((lease.state, lease.duration))
         reading(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(shared.extract.stage, "_extract_tables", observed)
+    monkeypatch.setattr(shared.extract, "_extract_tables", observed)
     extract(extract_settings, lake)
     # Held for a fixed (finite) time while running: a killed extract's lease expires by itself.
     assert seen == [("leased", "fixed")]
@@ -112,7 +112,7 @@ def test_the_lease_is_finite_and_released_after_a_run_or_a_crash(
     def crash(*args: object, **kwargs: object) -> None:
         raise RuntimeError("simulated crash while reading")
 
-    monkeypatch.setattr(shared.extract.stage, "_extract_tables", crash)
+    monkeypatch.setattr(shared.extract, "_extract_tables", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
         extract(extract_settings, lake)
     assert blob.get_blob_properties().lease.state == "available"
@@ -141,7 +141,7 @@ def test_an_extract_that_loses_its_lease_commits_nothing(
     extract_settings: Settings, lake: Lake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     blob = lake.blobs.get_blob_client(lake.raw, LEASE_BLOB)
-    reading = shared.extract.stage._extract_tables
+    reading = shared.extract._extract_tables
 
     def stolen(*args: object, **kwargs: object) -> None:
         reading(*args, **kwargs)  # type: ignore[arg-type]
@@ -149,7 +149,7 @@ def test_an_extract_that_loses_its_lease_commits_nothing(
         BlobLeaseClient(blob).break_lease(lease_break_period=0)
         BlobLeaseClient(blob).acquire(lease_duration=15)
 
-    monkeypatch.setattr(shared.extract.stage, "_extract_tables", stolen)
+    monkeypatch.setattr(shared.extract, "_extract_tables", stolen)
     with pytest.raises(LeaseLostError, match=r"lost the lease on \S*/_state/extract\.lease"):
         extract(extract_settings, lake)
     assert manifests(lake) == [] and state(lake) is None

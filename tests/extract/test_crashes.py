@@ -13,9 +13,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from shared.contract import SOURCE_TABLES, primary_key
 from shared.extract import extract
 from shared.lake import Lake
-from shared.schema import SOURCE_TABLES, primary_key
 from shared.settings import Settings
 from tests.extract.runs import execute, manifests, read_run
 

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from shared.errors import TerminalError
-from shared.extract.parquet import ROW_HASH
+from shared.extract.source import ROW_HASH
 from shared.extract.state import ExtractState
 
 T0 = datetime(2024, 11, 15, 10, 21, 9, 962000)

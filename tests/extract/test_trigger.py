@@ -9,10 +9,10 @@ from azure.functions.decorators.function_app import Function
 from azure.functions.timer import TimerRequest
 from polars.testing import assert_frame_equal
 
+from shared.contract import primary_key
 from shared.extract import extract
 from shared.lake import Lake
 from shared.local.source.seed import SNAPSHOT_COUNTS
-from shared.schema import primary_key
 from shared.settings import load_settings
 from tests.extract.runs import manifests, read_run
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shared.load
 from shared.lake import Lake
-from shared.load.steps import STEPS, Step
+from shared.load import STEPS, Step
 from shared.settings import Settings
 
 __all__ = ["STEPS", "InjectedCrash", "load_crashing_after"]

@@ -38,6 +38,14 @@ def source(table: str, rows: list[dict[str, Any]], **defaults: Any) -> pl.DataFr
     return pl.DataFrame(full, schema=schema, orient="row") if full else pl.DataFrame(schema=schema)
 
 
+def departments(rows: list[tuple[int, str, str | None, object]]) -> pl.DataFrame:
+    """department source rows from (department_id, department_name, location, last_updated) tuples."""
+    return source(
+        "department",
+        [{"department_id": i, "department_name": n, "location": loc, "last_updated": t} for i, n, loc, t in rows],
+    )
+
+
 def ddl_tables() -> dict[str, list[tuple[str, str, bool]]]:
     """Per star table of shared/warehouse/schema.sql: (column, SQL type, nullable) in DDL order."""
     tables: dict[str, list[tuple[str, str, bool]]] = {}

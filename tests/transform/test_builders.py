@@ -1,4 +1,5 @@
-"""Each builder on small literal frames: exact output rows, columns and dtypes."""
+"""Each builder on small literal frames: exact output rows, columns and dtypes; the latest version per key and
+dim_date's calendar rows (ISO weekday, English names, quarters)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ from shared.transform.builders import (
     build_fact_payment,
     build_fact_purchase_order,
     build_fact_sales_order,
+    calendar_rows,
+    latest_per_key,
 )
 from shared.transform.errors import InvalidValueError, MissingReferenceError
-from tests.transform.frames import T0, T1, T2, source
+from tests.transform.frames import T0, T1, T2, departments, source
 
 CREATED = datetime(2022, 11, 3, 14, 20, 52, 186000)
 UPDATED = datetime(2024, 3, 31, 23, 5, 7, 9000)
@@ -108,7 +111,7 @@ def test_dim_staff_keeps_the_latest_version_of_a_staff_row() -> None:
     assert build_dim_staff(staff, DEPARTMENTS)["last_name"].to_list() == ["New"]
 
 
-def test_dim_staff_with_an_unknown_department_names_the_staff_and_the_department() -> None:
+def test_dim_staff_with_an_unknown_department_names_the_staff_and_thedepartments() -> None:
     staff = source(
         "staff",
         [{"staff_id": 7, "department_id": 99}, {"staff_id": 8, "department_id": 4}, {"staff_id": 9}],
@@ -380,3 +383,25 @@ def test_dim_staff_location_of_a_department_without_one_is_unknown() -> None:
         last_updated=T0,
     )
     assert build_dim_staff(staff, department)["location"].to_list() == ["Unknown"]
+
+
+def _dim_date(rows: list[tuple[date, int, int, int, int, str, str, int]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=OUTPUT_SCHEMA["dim_date"], orient="row")
+
+
+def test_calendar_rows_on_a_quarter_boundary_and_a_sunday() -> None:
+    dates = pl.Series([date(2024, 4, 1), date(2024, 3, 31), None, date(2024, 4, 1), date(2022, 11, 3)])
+    expected = _dim_date(
+        [
+            (date(2022, 11, 3), 2022, 11, 3, 4, "Thursday", "November", 4),
+            (date(2024, 3, 31), 2024, 3, 31, 7, "Sunday", "March", 1),
+            (date(2024, 4, 1), 2024, 4, 1, 1, "Monday", "April", 2),
+        ]
+    )
+    assert_frame_equal(calendar_rows(dates), expected)
+
+
+def test_within_one_frame_a_tie_goes_to_the_later_row() -> None:
+    frame = departments([(4, "Dispatch", "Leds", T1), (4, "Dispatch", "Leeds", T1), (3, "HR", None, T0)])
+    expected = departments([(3, "HR", None, T0), (4, "Dispatch", "Leeds", T1)])
+    assert_frame_equal(latest_per_key(frame, "department_id"), expected)

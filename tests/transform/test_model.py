@@ -1,7 +1,9 @@
-"""transform_run: propagation, history, dedupe, validation, state, and the golden run on the snapshot."""
+"""transform_run: propagation, history, dedupe, validation, state, and the golden run on the snapshot; the state
+merge: latest last_updated wins, in whatever order changes arrive."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import date, datetime, time
 from decimal import Decimal
 
@@ -9,14 +11,12 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from shared.contract import OUTPUT_SCHEMA, required_columns
+from shared.contract import OUTPUT_SCHEMA, SOURCE_SCHEMA, SOURCE_TABLES, required_columns
 from shared.local.source.seed import read_snapshot
-from shared.schema import SOURCE_SCHEMA, SOURCE_TABLES
 from shared.transform.errors import InvalidValueError, MissingColumnError, MissingReferenceError
-from shared.transform.model import TransformResult, conform_source, transform_run
-from shared.transform.state import STATE_TABLES
+from shared.transform.model import STATE_TABLES, TransformResult, conform_source, merge_state, transform_run
 from tests.snapshot import SNAPSHOT_WAREHOUSE_ROWS
-from tests.transform.frames import T0, T1, T2, expected_output_schema, source
+from tests.transform.frames import T0, T1, T2, departments, expected_output_schema, source
 
 DEPARTMENT = source(
     "department",
@@ -114,7 +114,7 @@ def test_a_staff_change_joins_the_current_department_from_state() -> None:
     assert staff["etl_source_updated"].to_list() == [T1]
 
 
-def test_a_staff_and_department_change_in_one_run_use_the_new_department() -> None:
+def test_a_staff_and_department_change_in_one_run_use_the_newdepartments() -> None:
     state = _state_after(PARENTS)
     renamed = DEPARTMENT.filter(pl.col("department_id") == 1).with_columns(
         pl.lit("Sales & Marketing").alias("department_name"), pl.lit(T2).cast(pl.Datetime("ms")).alias("last_updated")
@@ -421,3 +421,59 @@ def test_snapshot_run_is_deterministic_and_idempotent_over_its_own_state(snapsho
 def test_source_schema_and_contract_cover_the_same_tables() -> None:
     assert set(SOURCE_SCHEMA) == set(SOURCE_TABLES)
     assert all(required_columns(t) for t in SOURCE_TABLES)
+
+
+def test_merge_into_no_state_keeps_the_latest_row_per_key_sorted() -> None:
+    changed = departments([(2, "Purchasing", "Manchester", T0), (1, "Sales", "Leeds", T1), (1, "Sales", "Leds", T0)])
+    expected = departments([(1, "Sales", "Leeds", T1), (2, "Purchasing", "Manchester", T0)])
+    assert_frame_equal(merge_state(None, changed, "department_id"), expected)
+    assert_frame_equal(merge_state(changed.clear(), changed, "department_id"), expected)
+
+
+def test_a_newer_change_replaces_and_an_older_one_does_not() -> None:
+    old = departments([(1, "Sales", "Manchester", T1), (2, "Dispatch", "Leds", T1)])
+    changed = departments([(1, "Sales & Marketing", "Manchester", T2), (2, "Dispatch (old)", "Leds", T0)])
+    expected = departments([(1, "Sales & Marketing", "Manchester", T2), (2, "Dispatch", "Leds", T1)])
+    assert_frame_equal(merge_state(old, changed, "department_id"), expected)
+
+
+def test_on_equal_last_updated_the_incoming_row_wins() -> None:
+    old = departments([(4, "Dispatch", "Leds", T1)])
+    changed = departments([(4, "Dispatch", "Leeds", T1)])
+    assert_frame_equal(merge_state(old, changed, "department_id"), changed)
+
+
+def test_applying_changes_in_any_order_ends_in_the_same_state() -> None:
+    changes = [
+        departments([(1, "Sales", "Manchester", T0), (2, "Purchasing", "Manchester", T0)]),
+        departments([(1, "Sales v2", "Manchester", T1)]),
+        departments([(1, "Sales v3", "Leeds", T2), (2, "Purchasing v2", "Leds", T1)]),
+        departments([(3, "Zoë Ñúñez's team", None, T1)]),
+    ]
+    expected = departments(
+        [
+            (1, "Sales v3", "Leeds", T2),
+            (2, "Purchasing v2", "Leds", T1),
+            (3, "Zoë Ñúñez's team", None, T1),
+        ]
+    )
+    for order in itertools.permutations(changes):
+        state: pl.DataFrame | None = None
+        for change in order:
+            state = merge_state(state, change, "department_id")
+        assert state is not None
+        assert_frame_equal(state, expected)
+
+
+def test_the_result_has_the_columns_of_the_change_and_drops_extra_old_ones() -> None:
+    old = departments([(1, "Sales", "Manchester", T0)]).with_columns(pl.lit("x").alias("manager"))
+    changed = departments([(2, "HR", "Leeds", T0)])
+    merged = merge_state(old.select(reversed(old.columns)), changed, "department_id")
+    assert merged.columns == changed.columns
+    assert merged["department_id"].to_list() == [1, 2]
+
+
+def test_a_state_lacking_a_column_of_the_change_is_a_terminal_error() -> None:
+    old = departments([(1, "Sales", "Manchester", T0)]).drop("location")
+    with pytest.raises(MissingColumnError, match="location"):
+        merge_state(old, departments([(2, "HR", "Leeds", T0)]), "department_id")

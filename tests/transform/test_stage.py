@@ -16,16 +16,14 @@ import pytest
 from azure.functions.decorators.core import Binding
 from azure.functions.decorators.function_app import Function
 
-from shared.contract import run_id_from_blob
+from shared.contract import SOURCE_TABLES, run_id_from_blob
 from shared.errors import TerminalError
 from shared.lake import Lake
 from shared.local.source.seed import read_snapshot
-from shared.schema import SOURCE_TABLES
 from shared.settings import SettingsError, transform_trigger_source
 from shared.transform.model import transform_run
-from shared.transform.outputs import OutputConflictError, sort_for_output
 from shared.transform.quarantine import QUARANTINE_MARKER
-from shared.transform.stage import RunNotFoundError, transform
+from shared.transform.stage import OutputConflictError, RunNotFoundError, sort_for_output, transform
 from shared.transform.store import read_state, write_state
 from tests.snapshot import SNAPSHOT_WAREHOUSE_ROWS
 

@@ -14,8 +14,8 @@ import psycopg
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
+from shared.contract import SOURCE_FOREIGN_KEYS, SOURCE_SCHEMA, SOURCE_TABLES, SOURCE_TEXT_DATES, primary_key
 from shared.errors import TerminalError
-from shared.schema import SOURCE_FOREIGN_KEYS, SOURCE_SCHEMA, SOURCE_TABLES, SOURCE_TEXT_DATES, primary_key
 
 SNAPSHOT_COUNTS = {
     "address": 30,
@@ -59,7 +59,7 @@ def schema_parts() -> tuple[str, str]:
 
 
 def read_snapshot(table: str) -> pl.DataFrame:
-    """One table of the shipped snapshot, typed exactly as the source (shared.schema)."""
+    """One table of the shipped snapshot, typed exactly as the source (contract.SOURCE_SCHEMA)."""
     schema = SOURCE_SCHEMA[table]
     path = resources.files("shared.local.source").joinpath("snapshot", f"{table}.jsonl.gz")
     with resources.as_file(path) as file:

@@ -28,8 +28,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from shared.contract import SOURCE_TABLES, primary_key
 from shared.errors import TerminalError, TransientError
-from shared.schema import SOURCE_TABLES, primary_key
 
 ChangeKind = Literal[
     "new_sales_order",

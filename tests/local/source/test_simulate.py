@@ -10,11 +10,11 @@ import pytest
 from psycopg import sql
 
 from shared.cli import main
+from shared.contract import SOURCE_FOREIGN_KEYS, SOURCE_SCHEMA, SOURCE_TABLES, primary_key
 from shared.errors import TerminalError
 from shared.local.source.seed import SNAPSHOT_COUNTS
 from shared.local.source.simulate import CHANGE_KINDS, MIX, plan_size, simulate, summarise_ids
 from shared.local.stack import StackUrls
-from shared.schema import SOURCE_FOREIGN_KEYS, SOURCE_SCHEMA, SOURCE_TABLES, primary_key
 
 AUDIT = ("created_at", "last_updated")
 

@@ -1,4 +1,4 @@
-"""shared.warehouse.pgcopy on a real PostgreSQL: every encoded type reads back as the same value."""
+"""shared.warehouse.staging's binary COPY on a real PostgreSQL: every encoded type reads back as the same value."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import polars as pl
 import psycopg
 import pytest
 
-from shared.warehouse import pgcopy, staging
+from shared.warehouse import staging
 
 COLUMNS = """
     i2 smallint, i4 integer, i8 bigint, f8 double precision, flag boolean, label varchar, code char(3),
@@ -102,7 +102,7 @@ def read(conn: psycopg.Connection, table: str) -> list[tuple]:
 def test_every_type_reads_back_as_what_csv_gives(conn: psycopg.Connection) -> None:
     data = frame(ROWS)
     types = staging.column_types(conn, "by_binary", data.columns)
-    assert pgcopy.encodable(data.schema, types)
+    assert staging.encodable(data.schema, types)
     staging.copy_frame(conn, "by_binary", data)
     with conn.cursor() as cur, cur.copy("COPY by_csv FROM STDIN (FORMAT csv)") as pipe:
         pipe.write(data.write_csv(include_header=False, time_format="%H:%M:%S%.3f").encode())
@@ -118,7 +118,7 @@ def test_batches_of_fixed_and_varying_layout_give_the_same_rows(conn: psycopg.Co
     data = frame(rows).with_columns(i4=pl.int_range(0, len(rows), dtype=pl.Int32))
     types = staging.column_types(conn, "by_binary", data.columns)
     with conn.cursor() as cur, cur.copy("COPY by_binary FROM STDIN (FORMAT binary)") as pipe:
-        for chunk in pgcopy.encode(data, types, batch_rows):
+        for chunk in staging.encode(data, types, batch_rows):
             pipe.write(chunk)
     assert [row[1] for row in read(conn, "by_binary")] == list(range(len(rows)))
     assert [row[11] for row in read(conn, "by_binary")] == [r[11] for r in rows]
@@ -128,15 +128,15 @@ def test_batches_of_fixed_and_varying_layout_give_the_same_rows(conn: psycopg.Co
 def test_a_type_it_does_not_encode_goes_as_csv(conn: psycopg.Connection) -> None:
     conn.execute("CREATE TABLE zoned (i4 integer, at timestamptz)")
     data = pl.DataFrame({"i4": [1], "at": [datetime(2024, 1, 1, 12)]}, schema={"i4": pl.Int32, "at": pl.Datetime("ms")})
-    assert not pgcopy.encodable(data.schema, staging.column_types(conn, "zoned", data.columns))
+    assert not staging.encodable(data.schema, staging.column_types(conn, "zoned", data.columns))
     staging.copy_frame(conn, "zoned", data)
     assert conn.execute("SELECT i4 FROM zoned").fetchone() == (1,)
 
 
 def test_a_dtype_that_does_not_match_the_column_is_not_encodable() -> None:
-    assert not pgcopy.encodable(pl.Schema({"a": pl.String}), ["int4"])
-    assert not pgcopy.encodable(pl.Schema({"a": pl.Decimal(20, 2)}), ["numeric"])
-    assert pgcopy.encodable(pl.Schema({"a": pl.Decimal(10, 2)}), ["numeric"])
+    assert not staging.encodable(pl.Schema({"a": pl.String}), ["int4"])
+    assert not staging.encodable(pl.Schema({"a": pl.Decimal(20, 2)}), ["numeric"])
+    assert staging.encodable(pl.Schema({"a": pl.Decimal(10, 2)}), ["numeric"])
 
 
 def test_copy_frame_names_a_column_the_table_lacks(conn: psycopg.Connection) -> None:

@@ -1,5 +1,5 @@
-"""Strict input: text dates exactly 'YYYY-MM-DD', real days, inside DATE_WINDOW_YEARS of the run; and the row
-hash's memory with one wide value."""
+"""The raw side's strict input: text dates exactly 'YYYY-MM-DD', real days, inside DATE_WINDOW_YEARS of the run;
+and the row hash's memory with one wide value."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from shared.settings import SettingsError, date_window_years
 from shared.transform.builders import build_fact_sales_order
 from shared.transform.errors import InvalidValueError
 from shared.transform.hashing import row_hash
+from shared.transform.raw import DateWindow, bad_dates
 from shared.transform.stage import transform
-from shared.transform.strict import DateWindow, bad_dates
 from tests.transform.test_stage import RUN, put_raw_run
 
 MALFORMED = ("202-12-01", "24-12-01", "2024-1-5", "2024-02-30")

@@ -16,14 +16,14 @@ from azure.storage.blob import BlobServiceClient
 from polars.testing import assert_frame_equal
 from psycopg import sql
 
-import shared.extract.parquet
-import shared.extract.stage
+import shared.extract
+import shared.extract.source
+from shared.contract import SOURCE_SCHEMA, SOURCE_TABLES, primary_key
 from shared.errors import TerminalError
 from shared.extract import CHANGES_MARKER, STATE_BLOB, extract
-from shared.extract.catalog import SourceTable
+from shared.extract.source import SourceTable
 from shared.lake import BlobExistsError, Lake
 from shared.local.source.seed import SNAPSHOT_COUNTS, read_snapshot
-from shared.schema import SOURCE_SCHEMA, SOURCE_TABLES, primary_key
 from shared.settings import Settings, load_settings
 from tests.extract.runs import execute, manifests, raw_blobs, read_run, state
 
@@ -160,7 +160,7 @@ def test_without_a_kept_tail_the_next_run_rereads_the_lookback_overlap(
     extract_settings: Settings, lake: Lake, source_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # TAIL_LIMIT 0: no (key, hash) of the overlap rows is kept, as when very many changed in the lookback.
-    monkeypatch.setattr(shared.extract.parquet, "TAIL_LIMIT", 0)
+    monkeypatch.setattr(shared.extract.source, "TAIL_LIMIT", 0)
     extract(extract_settings, lake)
     overlap = {}
     with psycopg.connect(source_db) as conn:
@@ -215,7 +215,7 @@ def test_a_crash_before_the_manifest_leaves_orphans_and_the_next_run_is_complete
         raise RuntimeError("simulated crash after the data files")
 
     with monkeypatch.context() as patch:
-        patch.setattr(shared.extract.stage, "build_manifest", crash)
+        patch.setattr(shared.extract, "build_manifest", crash)
         with pytest.raises(RuntimeError, match="simulated crash"):
             extract(extract_settings, lake)
     orphans = raw_blobs(lake)
@@ -241,7 +241,7 @@ def test_a_crash_after_the_manifest_is_adopted_by_the_next_run(
         raise RuntimeError("simulated crash after the manifest")
 
     with monkeypatch.context() as patch:
-        patch.setattr(shared.extract.stage, "write_state", crash)
+        patch.setattr(shared.extract, "write_state", crash)
         with pytest.raises(RuntimeError, match="simulated crash"):
             extract(extract_settings, lake)
     [crashed] = [m for m in manifests(lake) if m != first.manifest]
@@ -262,7 +262,7 @@ def test_a_crash_after_the_manifest_is_adopted_by_the_next_run(
 def test_past_the_lease_two_overlapping_runs_cannot_both_advance_the_watermark(
     extract_settings: Settings, lake: Lake, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    original = shared.extract.stage._extract_tables
+    original = shared.extract._extract_tables
     inner: list[str | None] = []
 
     def racing(*args: object, **kwargs: object) -> None:
@@ -271,10 +271,10 @@ def test_past_the_lease_two_overlapping_runs_cannot_both_advance_the_watermark(
             inner.append(None)
             # as if this run's lease had run out and another invocation had taken one: the ETag still holds
             with monkeypatch.context() as patch:
-                patch.setattr(shared.extract.stage, "LEASE_BLOB", "_state/another.lease")
+                patch.setattr(shared.extract, "LEASE_BLOB", "_state/another.lease")
                 inner[0] = extract(extract_settings, lake).run_id
 
-    monkeypatch.setattr(shared.extract.stage, "_extract_tables", racing)
+    monkeypatch.setattr(shared.extract, "_extract_tables", racing)
     caplog.set_level(logging.WARNING, logger="shared.extract")
     outer = extract(extract_settings, lake)
 
@@ -297,7 +297,7 @@ def test_raw_blobs_are_write_once(
         with pytest.raises(BlobExistsError, match="never overwrites"):
             lake.put_once(lake.raw, name, b"overwritten")
     # The extract itself cannot overwrite either: a (forced) second run with the same run_id fails.
-    monkeypatch.setattr(shared.extract.stage, "new_run_id", lambda *_: str(result.run_id))
+    monkeypatch.setattr(shared.extract, "new_run_id", lambda *_: str(result.run_id))
     execute(source_db, "UPDATE payment SET paid = NOT paid, last_updated = now() WHERE payment_id = 1")
     with pytest.raises(BlobExistsError):
         extract(extract_settings, lake, now=result.extracted_at)
@@ -444,7 +444,7 @@ def test_write_once_holds_for_streamed_uploads_in_blocks(lake: Lake, tmp_path: P
 def test_a_failure_mid_table_cancels_the_copy_and_commits_nothing(
     extract_settings: Settings, lake: Lake, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    original = shared.extract.parquet.parse_batch
+    original = shared.extract.source.parse_batch
     batches: list[str] = []
 
     def failing(table: SourceTable, csv: bytes) -> pl.DataFrame:
@@ -453,7 +453,7 @@ def test_a_failure_mid_table_cancels_the_copy_and_commits_nothing(
             raise TerminalError("simulated: a payment value could not be read")
         return original(table, csv)
 
-    monkeypatch.setattr(shared.extract.parquet, "parse_batch", failing)
+    monkeypatch.setattr(shared.extract.source, "parse_batch", failing)
     caplog.set_level(logging.WARNING)
     with pytest.raises(TerminalError, match="simulated"):
         extract(extract_settings, lake, batch_rows=1000)
