@@ -122,14 +122,9 @@ FROM ranked r LEFT JOIN dim_counterparty cp ON cp.counterparty_id = r.counterpar
 WHERE (rank <= %(top)s OR figure NOT LIKE 'top%%')
 ORDER BY figure, currency_code, rank, label"""
 
-# Overdue buckets are labelled '<n> <text>' so that they sort in order; by_type_month leaves overdue out
-# (amount_3, n_2 NULL: the summary keeps due dates apart from months).
-_OVERDUE_BY = """CASE WHEN {days} = 0 THEN '0 not overdue' WHEN {days} <= 30 THEN '1 1-30 days'
-                   WHEN {days} <= 90 THEN '2 31-90 days' WHEN {days} <= 365 THEN '3 91-365 days'
-                   ELSE '4 over a year' END"""
-
-_PAYMENTS = (
-    """
+# Overdue buckets: views.sql's overdue_bucket(days); by_type_month leaves overdue out (amount_3, n_2 NULL:
+# the summary keeps due dates apart from months).
+_PAYMENTS = """
 SELECT CASE WHEN GROUPING(payment_month) = 0 THEN 'by_type_month' WHEN GROUPING(overdue_by) = 0 THEN 'overdue'
             ELSE 'totals' END AS figure,
        currency_code, coalesce(payment_month::text, overdue_by) AS label, payment_type_name AS detail,
@@ -140,14 +135,11 @@ SELECT CASE WHEN GROUPING(payment_month) = 0 THEN 'by_type_month' WHEN GROUPING(
        count(*) AS n, CASE WHEN GROUPING(payment_month) = 1 THEN count(*) FILTER (WHERE days_overdue > 0) END AS n_2,
        NULL AS rank
 FROM (
-    SELECT *, """
-    + _OVERDUE_BY.format(days="days_overdue")
-    + """ AS overdue_by
+    SELECT *, overdue_bucket(days_overdue) AS overdue_by
     FROM payment_detail WHERE payment_date BETWEEN %(start)s AND %(end)s AND currency_code = ANY(%(currencies)s)
 ) p
 GROUP BY GROUPING SETS ((currency_code), (currency_code, payment_month, payment_type_name), (currency_code, overdue_by))
 ORDER BY figure, currency_code, label, detail"""
-)
 
 
 # The same figures for the whole date range, read from the summary tables the load keeps (views.sql:
@@ -207,13 +199,10 @@ LEFT JOIN dim_counterparty cp ON cp.counterparty_id = t.counterparty_id
 ORDER BY figure, currency_code, rank, label"""
 
 # Paid and unpaid amounts per due date: overdue is decided here, against today's date.
-_PAYMENTS_SUMMARY = (
-    """
+_PAYMENTS_SUMMARY = """
 WITH due AS (
     SELECT currency_code, paid_amount, unpaid_amount, payments, due_date < current_date AS overdue,
-           """
-    + _OVERDUE_BY.format(days="coalesce(greatest(current_date - due_date, 0), 0)")
-    + """ AS overdue_by
+           overdue_bucket(coalesce(greatest(current_date - due_date, 0), 0)) AS overdue_by
     FROM payment_summary WHERE figure = 'by_due_date' AND currency_code = ANY(%(currencies)s)
 )
 SELECT CASE WHEN GROUPING(overdue_by) = 0 THEN 'overdue' ELSE 'totals' END AS figure,
@@ -229,7 +218,6 @@ FROM payment_summary s JOIN dim_payment_type pt USING (payment_type_id)
 WHERE s.figure = 'by_type_month' AND s.currency_code = ANY(%(currencies)s)
 GROUP BY s.currency_code, s.payment_month, pt.payment_type_name
 ORDER BY figure, currency_code, label, detail"""
-)
 
 SQL: dict[Page, dict[str, str]] = {
     "sales": {"figures": _SALES},

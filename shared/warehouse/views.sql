@@ -174,6 +174,12 @@ JOIN dim_payment_type pt USING (payment_type_id)
 LEFT JOIN transaction_agreed_payment a USING (transaction_id)
 WHERE p.etl_current AND p.etl_deleted_at IS NULL;  -- a deleted payment is left out
 
+-- How late a payment is, as a bucket labelled '<n> <text>' so that the buckets sort in order.
+CREATE OR REPLACE FUNCTION overdue_bucket(days integer) RETURNS text LANGUAGE sql IMMUTABLE AS $fn$
+    SELECT CASE WHEN days = 0 THEN '0 not overdue' WHEN days <= 30 THEN '1 1-30 days'
+                WHEN days <= 90 THEN '2 31-90 days' WHEN days <= 365 THEN '3 91-365 days' ELSE '4 over a year' END
+$fn$;
+
 -- The pipeline's runs from the ledger: one row per loaded run, rows per table unnested, and the lag
 -- from the newest source change it carried to its commit in the warehouse.
 CREATE OR REPLACE VIEW pipeline_run AS
