@@ -6,7 +6,8 @@ the warehouse (current dimension rows, the `current_*` views of the facts, rows 
 left out). Both sides stream `(key, md5 of the row's text)` ordered by key through server-side cursors
 and are merge-joined, so memory does not grow with the tables; only the few example keys of each
 difference are read whole, to name the columns that differ. dim_date is checked for coverage (every day
-from the source's earliest to its latest date) and for the correctness of its attributes.
+from the source's earliest to its latest date) and for the correctness of its attributes, and each of the
+dashboard's summary tables against its rows computed afresh from the warehouse's facts.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import psycopg
 from psycopg import sql
 
 from shared.contract import OUTPUT_SCHEMA, RECORD_IDS, TABLE_KEYS
+from shared.warehouse.summaries import FIGURES
 
 EXAMPLES = 5
 BATCH = 20_000
@@ -362,6 +364,32 @@ def compare_dim_date(src: psycopg.Connection, wh: psycopg.Connection) -> TableDi
     return diff
 
 
+def compare_summary(wh: psycopg.Connection, table: str) -> TableDiff:
+    """A dashboard summary table against its rows computed afresh from the warehouse's facts (views.sql's
+    etl.<x>_figures(NULL)): `missing` rows the facts give and the table lacks, `unexpected` the reverse (a
+    wrong sum counts once in each)."""
+    started = time.perf_counter()
+    diff = TableDiff(table)
+    fresh = sql.SQL("SELECT * FROM {}(NULL)").format(sql.Identifier("etl", FIGURES[table]))
+    kept = sql.SQL("TABLE {}").format(sql.Identifier(table))
+    row = wh.execute(
+        sql.SQL(
+            "WITH f AS MATERIALIZED ({}), t AS MATERIALIZED ({}) SELECT (SELECT count(*) FROM f),"
+            " (SELECT count(*) FROM t), (SELECT count(*) FROM (TABLE f EXCEPT ALL TABLE t) m),"
+            " (SELECT count(*) FROM (TABLE t EXCEPT ALL TABLE f) u)"
+        ).format(fresh, kept)
+    ).fetchone()
+    assert row is not None
+    diff.source_rows, diff.warehouse_rows, diff.missing, diff.unexpected = (int(v) for v in row)
+    diff.equal = diff.warehouse_rows - diff.unexpected
+    for kind, first, second in (("missing", fresh, kept), ("unexpected", kept, fresh)):
+        if getattr(diff, kind):
+            query = sql.SQL("({}) EXCEPT ALL ({}) LIMIT {}").format(first, second, sql.Literal(EXAMPLES))
+            diff.examples[kind] = [str(tuple(r)) for r in wh.execute(query)]
+    diff.seconds = time.perf_counter() - started
+    return diff
+
+
 def verify(
     source_url: str, warehouse_url: str, tables: tuple[str, ...] = (), progress: Callable[[str], None] | None = None
 ) -> VerifyReport:
@@ -382,6 +410,13 @@ def verify(
                 progress(diff.line())
         if not wanted or "dim_date" in wanted:
             diff = compare_dim_date(src, wh)
+            results.append(diff)
+            if progress:
+                progress(diff.line())
+        for table in FIGURES:  # the dashboard's summaries, against the facts just compared
+            if wanted and table not in wanted:
+                continue
+            diff = compare_summary(wh, table)
             results.append(diff)
             if progress:
                 progress(diff.line())

@@ -12,8 +12,9 @@ from shared.lake import Lake
 from shared.pipeline import run_cycle
 from shared.settings import Settings
 from shared.verify import CHECKS, verify
+from shared.warehouse.summaries import FIGURES
 
-STAR_TABLES = {check.table for check in CHECKS} | {"dim_date"}
+STAR_TABLES = {check.table for check in CHECKS} | {"dim_date"} | set(FIGURES)
 
 
 @pytest.fixture
@@ -51,6 +52,12 @@ def test_verify_names_missing_unexpected_and_different_rows(loaded: tuple[str, s
         assert last_day is not None
         wh.execute("UPDATE dim_date SET day_name = 'Funday' WHERE date_id = (SELECT min(date_id) FROM dim_date)")
         wh.execute("INSERT INTO dim_payment_type SELECT 99, 'GIFT', now(), 'x'")
+        # the dashboard's summaries: one sum wrong, one row lost
+        wh.execute(
+            "UPDATE sales_summary SET revenue = revenue + 1"
+            " WHERE ctid = (SELECT ctid FROM sales_summary WHERE figure = 'by_month' ORDER BY created_month LIMIT 1)"
+        )
+        wh.execute("DELETE FROM payment_summary WHERE ctid = (SELECT min(ctid) FROM payment_summary)")
     report = verify(source_url, warehouse_url)
     by_table = {t.table: t for t in report.tables}
     assert not report.ok
@@ -69,8 +76,13 @@ def test_verify_names_missing_unexpected_and_different_rows(loaded: tuple[str, s
     beyond = (date(2031, 1, 1) - last_day[0]).days
     assert (dates.missing, dates.different) == (beyond, 1)
     assert dates.examples["missing"][0] == str(last_day[0] + timedelta(days=1))
-    assert report.differences == 1 + 1 + staff.different + 1 + 1 + beyond + 1
-    for name in STAR_TABLES - {"fact_sales_order", "dim_staff", "dim_currency", "dim_payment_type", "dim_date"}:
+    summary = by_table["sales_summary"]
+    assert (summary.missing, summary.unexpected) == (1, 1)  # the sum the facts give, and the wrong one kept
+    assert summary.examples["missing"][0].startswith("('by_month'")
+    assert (by_table["payment_summary"].missing, by_table["payment_summary"].unexpected) == (1, 0)
+    assert report.differences == 1 + 1 + staff.different + 1 + 1 + beyond + 1 + 2 + 1
+    changed = {"fact_sales_order", "dim_staff", "dim_currency", "dim_payment_type", "dim_date"}
+    for name in STAR_TABLES - changed - {"sales_summary", "payment_summary"}:
         assert by_table[name].ok, by_table[name].line()
 
 

@@ -22,6 +22,12 @@ SUMMARIES: dict[str, str] = {  # fact table -> its summary table
     "fact_purchase_order": "purchase_summary",
     "fact_payment": "payment_summary",
 }
+# Each summary table -> the views.sql function that computes its rows from the facts (read-only).
+FIGURES: dict[str, str] = {
+    "sales_summary": "sales_figures",
+    "purchase_summary": "purchase_figures",
+    "payment_summary": "payment_figures",
+}
 _ADD = {  # fact table -> the views.sql function that adds sign * the figures of some of its ids
     "fact_sales_order": "add_sales_summary",
     "fact_purchase_order": "add_purchase_summary",

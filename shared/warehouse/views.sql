@@ -287,19 +287,19 @@ LANGUAGE sql STABLE AS $fn$
     UNION ALL SELECT * FROM fact_payment WHERE payment_id = ANY(ids)
 $fn$;
 
--- Add `sign` (1 or -1) times the figures of the current, not deleted orders `ids` (NULL: all of them).
--- PL/pgSQL, not SQL: its statements get plans for the actual `ids` (a NULL one prunes the few-ids branches),
--- where a SQL function's generic plan ran both (a x100 payment rebuild took 82 s instead of 7); and with
+-- etl.<x>_figures(ids): the summary rows of the current, not deleted orders (payments) `ids` (NULL: all of
+-- them), read-only (`totes verify` compares a summary with them); etl.add_<x>_summary(ids, sign) adds `sign`
+-- (1 or -1) times them to the summary. PL/pgSQL, not SQL: its statements get plans for the actual `ids` (a
+-- NULL one prunes the few-ids branches), where a SQL function's generic plan ran both (a x100 payment rebuild took 82 s instead of 7); and with
 -- 128MB of work_mem, so that a rebuild's hash joins and aggregates stay in memory (they spilled at 4MB).
 -- Aggregated per currency id first, then per code: grouping a million orders by a varchar code under five
 -- grouping sets took twice as long (x100). The page totals are the sums of by_month, made when read.
-CREATE OR REPLACE FUNCTION etl.add_sales_summary(ids integer[], sign integer) RETURNS void LANGUAGE plpgsql
+CREATE OR REPLACE FUNCTION etl.sales_figures(ids integer[]) RETURNS SETOF sales_summary LANGUAGE plpgsql STABLE
 SET work_mem = '128MB' AS $fn$
 BEGIN
-        INSERT INTO sales_summary AS t
-            (figure, currency_code, created_month, design_id, counterparty_id, location_id, staff_id, revenue, orders, units)
-        SELECT figure, c.currency_code, created_month, design_id, counterparty_id, location_id, staff_id,
-               sign * sum(revenue), sign * sum(orders), sign * sum(units)
+    RETURN QUERY
+        SELECT figure::varchar, c.currency_code::varchar, created_month, design_id, counterparty_id, location_id, staff_id,
+               sum(revenue), sum(orders)::bigint, sum(units)::bigint
         FROM (
             SELECT CASE WHEN GROUPING(created_month) = 0 THEN 'by_month' WHEN GROUPING(design_id) = 0 THEN 'top_designs'
                         WHEN GROUPING(counterparty_id) = 0 THEN 'top_counterparties'
@@ -312,19 +312,28 @@ BEGIN
             GROUP BY GROUPING SETS ((currency_id, created_month), (currency_id, design_id), (currency_id, counterparty_id),
                 (currency_id, agreed_delivery_location_id), (currency_id, sales_staff_id))
         ) s JOIN dim_currency c USING (currency_id)
-        GROUP BY figure, c.currency_code, created_month, design_id, counterparty_id, location_id, staff_id
-        ON CONFLICT ON CONSTRAINT sales_summary_key DO UPDATE
-            SET revenue = t.revenue + excluded.revenue, orders = t.orders + excluded.orders, units = t.units + excluded.units;
-        DELETE FROM sales_summary WHERE orders = 0 AND sign > 0;
+        GROUP BY figure, c.currency_code, created_month, design_id, counterparty_id, location_id, staff_id;
 END
 $fn$;
 
-CREATE OR REPLACE FUNCTION etl.add_purchase_summary(ids integer[], sign integer) RETURNS void LANGUAGE plpgsql
+CREATE OR REPLACE FUNCTION etl.add_sales_summary(ids integer[], sign integer) RETURNS void LANGUAGE plpgsql AS $fn$
+BEGIN
+    INSERT INTO sales_summary AS t
+    SELECT f.figure, f.currency_code, f.created_month, f.design_id, f.counterparty_id, f.location_id, f.staff_id,
+           sign * f.revenue, sign * f.orders, sign * f.units
+    FROM etl.sales_figures(ids) f
+    ON CONFLICT ON CONSTRAINT sales_summary_key DO UPDATE
+        SET revenue = t.revenue + excluded.revenue, orders = t.orders + excluded.orders, units = t.units + excluded.units;
+    DELETE FROM sales_summary WHERE orders = 0 AND sign > 0;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION etl.purchase_figures(ids integer[]) RETURNS SETOF purchase_summary LANGUAGE plpgsql STABLE
 SET work_mem = '128MB' AS $fn$
 BEGIN
-        INSERT INTO purchase_summary AS t (figure, currency_code, created_month, counterparty_id, item_code, spend, orders, items)
-        SELECT figure, c.currency_code, created_month, counterparty_id, item_code,
-               sign * sum(spend), sign * sum(orders), sign * sum(items)
+    RETURN QUERY
+        SELECT figure::varchar, c.currency_code::varchar, created_month, counterparty_id, item_code,
+               sum(spend), sum(orders)::bigint, sum(items)::bigint
         FROM (
             SELECT CASE WHEN GROUPING(created_month) = 0 THEN 'by_month' WHEN GROUPING(counterparty_id) = 0 THEN 'top_suppliers'
                         ELSE 'top_item_codes' END AS figure,
@@ -334,22 +343,30 @@ BEGIN
                   WHERE etl_current AND etl_deleted_at IS NULL) p
             GROUP BY GROUPING SETS ((currency_id, created_month), (currency_id, counterparty_id), (currency_id, item_code))
         ) p JOIN dim_currency c USING (currency_id)
-        GROUP BY figure, c.currency_code, created_month, counterparty_id, item_code
-        ON CONFLICT ON CONSTRAINT purchase_summary_key DO UPDATE
-            SET spend = t.spend + excluded.spend, orders = t.orders + excluded.orders, items = t.items + excluded.items;
-        DELETE FROM purchase_summary WHERE orders = 0 AND sign > 0;
+        GROUP BY figure, c.currency_code, created_month, counterparty_id, item_code;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION etl.add_purchase_summary(ids integer[], sign integer) RETURNS void LANGUAGE plpgsql AS $fn$
+BEGIN
+    INSERT INTO purchase_summary AS t
+    SELECT f.figure, f.currency_code, f.created_month, f.counterparty_id, f.item_code,
+           sign * f.spend, sign * f.orders, sign * f.items
+    FROM etl.purchase_figures(ids) f
+    ON CONFLICT ON CONSTRAINT purchase_summary_key DO UPDATE
+        SET spend = t.spend + excluded.spend, orders = t.orders + excluded.orders, items = t.items + excluded.items;
+    DELETE FROM purchase_summary WHERE orders = 0 AND sign > 0;
 END
 $fn$;
 
 -- A paid payment has no due date; an unpaid one is due from its order's agreed payment date (else its own
 -- payment_date), so only the unpaid ones are joined to their transaction and order (x100: 17 s -> 7 s).
-CREATE OR REPLACE FUNCTION etl.add_payment_summary(ids integer[], sign integer) RETURNS void LANGUAGE plpgsql
+CREATE OR REPLACE FUNCTION etl.payment_figures(ids integer[]) RETURNS SETOF payment_summary LANGUAGE plpgsql STABLE
 SET work_mem = '128MB' AS $fn$
 BEGIN
-        INSERT INTO payment_summary AS t
-            (figure, currency_code, payment_month, payment_type_id, due_date, paid_amount, unpaid_amount, payments)
-        SELECT figure, c.currency_code, payment_month, payment_type_id, due_date,
-               sign * sum(paid_amount), sign * sum(unpaid_amount), sign * sum(payments)
+    RETURN QUERY
+        SELECT figure::varchar, c.currency_code::varchar, payment_month, payment_type_id, due_date,
+               sum(paid_amount), sum(unpaid_amount), sum(payments)::bigint
         FROM (
             SELECT CASE WHEN GROUPING(payment_month) = 0 THEN 'by_type_month' ELSE 'by_due_date' END AS figure,
                    currency_id, payment_month, payment_type_id, due_date,
@@ -379,11 +396,20 @@ BEGIN
             ) p
             GROUP BY GROUPING SETS ((currency_id, payment_month, payment_type_id), (currency_id, due_date))
         ) p JOIN dim_currency c USING (currency_id)
-        GROUP BY figure, c.currency_code, payment_month, payment_type_id, due_date
-        ON CONFLICT ON CONSTRAINT payment_summary_key DO UPDATE
-            SET paid_amount = t.paid_amount + excluded.paid_amount, unpaid_amount = t.unpaid_amount + excluded.unpaid_amount,
-                payments = t.payments + excluded.payments;
-        DELETE FROM payment_summary WHERE payments = 0 AND sign > 0;
+        GROUP BY figure, c.currency_code, payment_month, payment_type_id, due_date;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION etl.add_payment_summary(ids integer[], sign integer) RETURNS void LANGUAGE plpgsql AS $fn$
+BEGIN
+    INSERT INTO payment_summary AS t
+    SELECT f.figure, f.currency_code, f.payment_month, f.payment_type_id, f.due_date,
+           sign * f.paid_amount, sign * f.unpaid_amount, sign * f.payments
+    FROM etl.payment_figures(ids) f
+    ON CONFLICT ON CONSTRAINT payment_summary_key DO UPDATE
+        SET paid_amount = t.paid_amount + excluded.paid_amount, unpaid_amount = t.unpaid_amount + excluded.unpaid_amount,
+            payments = t.payments + excluded.payments;
+    DELETE FROM payment_summary WHERE payments = 0 AND sign > 0;
 END
 $fn$;
 
