@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from shared.contract import TABLE_KEYS
+
 SUMMARIES: dict[str, str] = {  # fact table -> its summary table
     "fact_sales_order": "sales_summary",
     "fact_purchase_order": "purchase_summary",
@@ -39,7 +41,6 @@ LOOKED_UP: dict[str, tuple[str, ...]] = {
     "dim_transaction": ("sales_order_id", "purchase_order_id"),
     "fact_payment": ("transaction_id",),
 }
-_KEYS = {"fact_sales_order": "sales_order_id", "fact_purchase_order": "purchase_order_id", "fact_payment": "payment_id"}
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ def touched(
     if rebuild or ("dim_currency" in staged and _currency_code_changes(conn)):
         return Touched(ids={}, rebuild=True)
     ids: dict[str, set[int]] = {table: set(deleted.get(table, ())) for table in SUMMARIES}
-    for table, key in _KEYS.items():
+    for table in SUMMARIES:
+        key = TABLE_KEYS[table]
         if table in staged:
             query = sql.SQL("SELECT DISTINCT {} FROM {}").format(sql.Identifier(key), sql.Identifier(f"stg_{table}"))
             ids[table].update(r[0] for r in conn.execute(query))
