@@ -355,7 +355,7 @@ def _stage_file(
                 batch.copied_dates.append(bounds)
         elif first_load and table in DIMENSIONS:  # no date column, no foreign key
             batch.rows[table] = bulk.copy_dimension(conn, table, frame, run_id)
-            bulk.analyze(conn, table)
+            bulk.analyze(conn, table, summaries.LOOKED_UP.get(table, ()))
         else:
             staging.stage(conn, table, frame)
 
@@ -430,7 +430,7 @@ def merge_facts(conn: psycopg.Connection, batch: Batch, run_id: str, timer: Time
                 with conn.transaction():  # a savepoint, so the missing ids can still be queried
                     if table in batch.copied:
                         bulk.add_constraints(conn, batch.copied[table])
-                        bulk.analyze(conn, table)
+                        bulk.analyze(conn, table, summaries.LOOKED_UP.get(table, ()))
                         batch.rows[table] = batch.copied[table].rows
                     else:
                         batch.rows[table] = merge.insert_facts(conn, table, batch.columns[table], run_id).rows

@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 
 from shared.contract import TABLE_KEYS
+from shared.warehouse import bulk
 
 SUMMARIES: dict[str, str] = {  # fact table -> its summary table
     "fact_sales_order": "sales_summary",
@@ -103,13 +104,27 @@ def withdraw(conn: psycopg.Connection, run: Touched) -> None:
 def restore(conn: psycopg.Connection, run: Touched) -> None:
     """Add the touched ids' figures as they now stand (after the run's facts and deletes), or rebuild."""
     if run.rebuild:
-        conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(map(sql.Identifier, SUMMARIES.values()))))
-    _add(conn, run, 1)
+        rebuild(conn)
+    else:
+        _add(conn, run, 1)
+
+
+def rebuild(conn: psycopg.Connection) -> None:
+    """Every summary afresh from the facts: emptied, filled with its figures, and its keys built after (one
+    sort each, where inserting into them checked and updated both indexes row by row)."""
+    conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(map(sql.Identifier, SUMMARIES.values()))))
+    for summary, figures in FIGURES.items():
+        dropped = bulk.drop_constraints(conn, summary)
+        conn.execute(
+            sql.SQL("INSERT INTO {} SELECT * FROM {}(NULL)").format(
+                sql.Identifier(summary), sql.Identifier("etl", figures)
+            )
+        )
+        bulk.add_constraints(conn, dropped)
 
 
 def _add(conn: psycopg.Connection, run: Touched, sign: int) -> None:
     for table, function in _ADD.items():
-        if run.rebuild or table in run.ids:
-            ids = None if run.rebuild else run.ids[table]
+        if table in run.ids:
             query = sql.SQL("SELECT {}(%s::integer[], %s)").format(sql.Identifier("etl", function))
-            conn.execute(query, (ids, sign))
+            conn.execute(query, (run.ids[table], sign))

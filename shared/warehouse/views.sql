@@ -30,13 +30,32 @@ BEGIN
 END
 $$;
 
+-- Of the versions of natural ids `ids` (column `key`) in fact table `fact`, the newest (by last_updated_date,
+-- then time column `updated`, then record id `record`) current, the others not. Run by the trigger below, and
+-- by a first load's COPY (shared/warehouse/bulk.py), which has the trigger off.
+CREATE OR REPLACE FUNCTION etl.mark_current(fact regclass, key text, record text, updated text, ids integer[])
+RETURNS void LANGUAGE plpgsql AS $fn$
+BEGIN
+    EXECUTE format($sql$
+        UPDATE %1$s f SET etl_current = (f.%3$I = latest.%3$I)
+        FROM (
+            SELECT DISTINCT ON (%2$I) %2$I, %3$I
+            FROM %1$s
+            WHERE %2$I = ANY ($1)
+            ORDER BY %2$I, last_updated_date DESC, %4$I DESC, %3$I DESC
+        ) latest
+        WHERE f.%2$I = ANY ($1) AND f.%2$I = latest.%2$I AND f.etl_current <> (f.%3$I = latest.%3$I)
+    $sql$, fact, key, record, updated) USING ids;
+END
+$fn$;
+
 -- Arguments: natural id, record id, last-updated time column of the fact table the trigger is on.
 -- Two statements: the natural ids that may now have more than one version, then their flags, with those ids
 -- as an array parameter whose values the planner sees (index scans for a few ids, hash joins for many). For a
 -- small insert the ids are all its natural ids (a new one's single version keeps its default true): a join
 -- of the transition table, which has no statistics, with the fact is planned as a scan of the whole fact
--- (0.3-0.6 s at x10 for 1,000 new versions). For a large one (a first load, a bulk batch, whose version key
--- may be dropped) they are those a semi-join finds with another version, so a first load updates nothing.
+-- (0.3-0.6 s at x10 for 1,000 new versions). For a large one (a bulk batch, whose version key may be dropped)
+-- they are those a semi-join finds with another version.
 CREATE OR REPLACE FUNCTION etl.mark_current_versions() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
     ids integer[];
@@ -51,19 +70,9 @@ BEGIN
             WHERE EXISTS (SELECT FROM %1$I.%2$I g WHERE g.%3$I = n.%3$I AND g.%4$I <> n.%4$I)
         $sql$, TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[0], TG_ARGV[1]) INTO ids;
     END IF;
-    IF ids IS NULL THEN
-        RETURN NULL;  -- nothing inserted, or every new version is its natural id's only one: current by default
+    IF ids IS NOT NULL THEN  -- else nothing inserted, or every new version is its natural id's only one: current by default
+        PERFORM etl.mark_current(TG_RELID::regclass, TG_ARGV[0], TG_ARGV[1], TG_ARGV[2], ids);
     END IF;
-    EXECUTE format($sql$
-        UPDATE %1$I.%2$I f SET etl_current = (f.%4$I = latest.%4$I)
-        FROM (
-            SELECT DISTINCT ON (%3$I) %3$I, %4$I
-            FROM %1$I.%2$I
-            WHERE %3$I = ANY ($1)
-            ORDER BY %3$I, last_updated_date DESC, %5$I DESC, %4$I DESC
-        ) latest
-        WHERE f.%3$I = ANY ($1) AND f.%3$I = latest.%3$I AND f.etl_current <> (f.%4$I = latest.%4$I)
-    $sql$, TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[0], TG_ARGV[1], TG_ARGV[2]) USING ids;
     RETURN NULL;
 END
 $fn$;
@@ -215,7 +224,7 @@ FROM etl.load_run;
 -- sets of the page's query. The load keeps them inside its transaction (shared/warehouse/summaries.py):
 -- before it merges a run it withdraws the contributions of the orders and payments the run touches
 -- (etl.add_*_summary(ids, -1)), after its facts and deletes it adds them back as they now stand (+1), so
--- they follow new versions, deletions and replays exactly. A whole rebuild is etl.add_*_summary(NULL, 1)
+-- they follow new versions, deletions and replays exactly. A whole rebuild inserts etl.<x>_figures(NULL)
 -- on empty tables (a first load, and the first time these tables are created in a warehouse with facts).
 CREATE TABLE IF NOT EXISTS sales_summary (
     figure varchar NOT NULL,  -- by_month, top_designs, top_counterparties, by_location, top_staff
@@ -416,8 +425,8 @@ $fn$;
 -- A summary found empty (created just now in a warehouse that holds facts) is built whole.
 DO $$
 BEGIN
-    IF NOT EXISTS (SELECT FROM sales_summary) THEN PERFORM etl.add_sales_summary(NULL, 1); END IF;
-    IF NOT EXISTS (SELECT FROM purchase_summary) THEN PERFORM etl.add_purchase_summary(NULL, 1); END IF;
-    IF NOT EXISTS (SELECT FROM payment_summary) THEN PERFORM etl.add_payment_summary(NULL, 1); END IF;
+    IF NOT EXISTS (SELECT FROM sales_summary) THEN INSERT INTO sales_summary SELECT * FROM etl.sales_figures(NULL); END IF;
+    IF NOT EXISTS (SELECT FROM purchase_summary) THEN INSERT INTO purchase_summary SELECT * FROM etl.purchase_figures(NULL); END IF;
+    IF NOT EXISTS (SELECT FROM payment_summary) THEN INSERT INTO payment_summary SELECT * FROM etl.payment_figures(NULL); END IF;
 END
 $$;
