@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -35,7 +34,7 @@ from shared.contract import (
     run_id_from_blob,
 )
 from shared.errors import EtlError, TransientError
-from shared.lake import ConcurrentUpdateError, Lake
+from shared.lake import ConcurrentUpdateError, Lake, io_pool
 from shared.load import LoadResult, load, load_message, parse_message
 from shared.settings import Settings
 from shared.transform.stage import TransformOutcome, lake_from_environment, transform
@@ -171,21 +170,19 @@ def _listings(lake: Lake) -> tuple[set[str], set[str], set[str], str | None]:
     listed once the cursor is known, only when it points before this month."""
     now = datetime.now(UTC)
     places = ((lake.raw, RUNS_PREFIX), (lake.curated, RUNS_PREFIX), (lake.curated, QUARANTINE_PREFIX))
-    with ThreadPoolExecutor(2 * len(places) + 1) as pool:
-        cursor = pool.submit(read_cursor, lake)
-        recent = [_starts(prefix, f"{now:%Y%m}", now) for _, prefix in places]
-        listed = [
-            pool.submit(_list_starts, lake, container, prefix, starts)
-            for (container, prefix), starts in zip(places, recent, strict=True)
-        ]
-        since = cursor.result()
-        earlier = [
-            pool.submit(
-                _list_starts, lake, container, prefix, [s for s in _starts(prefix, since, now) if s not in starts]
-            )
-            for (container, prefix), starts in zip(places, recent, strict=True)
-        ]
-        found = [a.result() | b.result() for a, b in zip(listed, earlier, strict=True)]
+    pool = io_pool("drain-list", 2 * len(places) + 1)
+    cursor = pool.submit(read_cursor, lake)
+    recent = [_starts(prefix, f"{now:%Y%m}", now) for _, prefix in places]
+    listed = [
+        pool.submit(_list_starts, lake, container, prefix, starts)
+        for (container, prefix), starts in zip(places, recent, strict=True)
+    ]
+    since = cursor.result()
+    earlier = [
+        pool.submit(_list_starts, lake, container, prefix, [s for s in _starts(prefix, since, now) if s not in starts])
+        for (container, prefix), starts in zip(places, recent, strict=True)
+    ]
+    found = [a.result() | b.result() for a, b in zip(listed, earlier, strict=True)]
     return found[0], found[1], found[2], since
 
 

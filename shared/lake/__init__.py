@@ -6,6 +6,7 @@ Blob API only (azure-storage-blob): it works on ADLS Gen2 with hierarchical name
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import threading
@@ -59,6 +60,15 @@ class Versioned:
 
     data: bytes | None
     etag: str | None
+
+
+@functools.cache
+def io_pool(purpose: str, workers: int) -> ThreadPoolExecutor:
+    """The process's pool of `workers` threads for one kind of storage round trip (`purpose`), made on first
+    use and kept: a thread's start cost 1-3 ms here, and a cycle's stages started 55 of them for pools
+    they dropped at once (0.1 s of a 0.8 s incremental cycle at x10). A task never waits on its own pool
+    (each caller has its own purpose), so callers sharing one, such as concurrent invocations, only queue."""
+    return ThreadPoolExecutor(workers, thread_name_prefix=f"totes-{purpose}")
 
 
 class Lake:
@@ -142,9 +152,9 @@ class Lake:
         # The first alone (a storage that is down fails it and nothing else is tried), the rest at once.
         create("container", self.raw)
         names = [("container", self.curated), ("queue", self.load_queue), ("queue", f"{self.load_queue}-poison")]
-        with ThreadPoolExecutor(len(names)) as pool:
-            for created in [pool.submit(create, kind, name) for kind, name in names]:
-                created.result()
+        pool = io_pool("lake-ensure", len(names))
+        for created in [pool.submit(create, kind, name) for kind, name in names]:
+            created.result()
 
     def put_once(self, container: str, name: str, data: bytes | IO[bytes], content_type: str | None = None) -> None:
         """Create blob `name` with `data` (bytes, or a binary file streamed from its position);

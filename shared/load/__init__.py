@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -45,7 +45,7 @@ from shared.contract import (
     manifest_name,
 )
 from shared.errors import TerminalError, TransientError
-from shared.lake import Lake
+from shared.lake import Lake, io_pool
 from shared.settings import Settings
 from shared.warehouse import bulk, deletes, ledger, merge, staging, summaries
 from shared.warehouse.connect import connect_warehouse
@@ -319,16 +319,16 @@ def stage_run(conn: psycopg.Connection, lake: Lake, manifest: CuratedManifest, t
     load), straight into its table; one frame in memory at a time (and the bytes of the small files)."""
     batch = Batch(rows=timer.rows)  # the timer's table spans report the rows counted here
     entries = [entry for table in TABLES if (entry := manifest.files.get(table)) is not None]
-    with ThreadPoolExecutor(PREFETCH_THREADS) as pool:
-        # The small files are downloaded at once, while the first ones are staged; a large one (a first load)
-        # is downloaded when its turn comes, so memory holds one large file at a time.
-        prefetched = {
-            entry.table: pool.submit(fetch_curated, lake, manifest.run_id, entry)
-            for entry in entries
-            if entry.rows <= PREFETCH_ROWS
-        }
-        for entry in entries:
-            _stage_file(conn, lake, manifest.run_id, entry, prefetched.pop(entry.table, None), batch, timer)
+    # The small files are downloaded at once, while the first ones are staged; a large one (a first load)
+    # is downloaded when its turn comes, so memory holds one large file at a time.
+    pool = io_pool("load-prefetch", PREFETCH_THREADS)
+    prefetched = {
+        entry.table: pool.submit(fetch_curated, lake, manifest.run_id, entry)
+        for entry in entries
+        if entry.rows <= PREFETCH_ROWS
+    }
+    for entry in entries:
+        _stage_file(conn, lake, manifest.run_id, entry, prefetched.pop(entry.table, None), batch, timer)
     return batch
 
 

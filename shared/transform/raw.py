@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from shared.contract import SOURCE_SCHEMA, SOURCE_TEXT_DATES, RawFile, RawManifest, primary_key, required_columns
-from shared.lake import Lake
+from shared.lake import Lake, io_pool
 from shared.transform.builders import is_iso_date
 from shared.transform.errors import BadRunError, describe_ids
 from shared.transform.model import conform_source
@@ -70,13 +69,12 @@ def stage_raw(
     """The run's raw files of known source tables, checked and copied into `folder`, and warnings; BadRunError
     on a bad file. Only the Parquet footers are read here; `load_raw` reads a table's rows when it is built
     (and checks its text dates against `dates`)."""
-    with ThreadPoolExecutor(IO_THREADS) as pool:
-        results = list(
-            pool.map(
-                lambda item: _stage_raw_file(lake, manifest.run_id, item[1], folder / f"raw-{item[0]}.parquet"),
-                enumerate(manifest.files),
-            )
+    results = list(
+        io_pool("raw-read", IO_THREADS).map(
+            lambda item: _stage_raw_file(lake, manifest.run_id, item[1], folder / f"raw-{item[0]}.parquet"),
+            enumerate(manifest.files),
         )
+    )
     staged: dict[str, StagedFile] = {}
     warnings: list[str] = []
     for raw_file, (file, file_warnings) in zip(manifest.files, results, strict=True):

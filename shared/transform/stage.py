@@ -42,7 +42,6 @@ import logging
 import tempfile
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
 from pathlib import Path
@@ -67,7 +66,7 @@ from shared.contract import (
     run_id_from_blob,
 )
 from shared.errors import TerminalError
-from shared.lake import BlobExistsError, Lake
+from shared.lake import BlobExistsError, Lake, io_pool
 from shared.settings import Settings, date_window_years, load_settings
 from shared.transform.errors import BadRunError
 from shared.transform.model import build_run, deleted_in_warehouse, drop_deleted
@@ -305,8 +304,7 @@ def write_outputs(lake: Lake, run_id: str, outputs: Mapping[str, EncodedTable]) 
         return CuratedFile(table, name, encoded.rows, encoded.sha256)
 
     names = sorted(outputs)
-    with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
-        return dict(zip(names, pool.map(write, names), strict=True))
+    return dict(zip(names, io_pool("curated-write", UPLOAD_THREADS).map(write, names), strict=True))
 
 
 def sort_for_output(table: str, frame: pl.DataFrame) -> pl.DataFrame:

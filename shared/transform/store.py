@@ -7,14 +7,13 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import polars as pl
 
 from shared.contract import primary_key, state_name
 from shared.errors import TerminalError
-from shared.lake import ConcurrentUpdateError, Lake
+from shared.lake import ConcurrentUpdateError, Lake, io_pool
 from shared.transform.model import STATE_TABLES, merge_state
 from shared.transform.raw import IO_THREADS
 
@@ -33,8 +32,8 @@ class StateBlob:
 
 def read_state(lake: Lake) -> dict[str, StateBlob]:
     """The transform's current state, per state table: its blob (bytes + ETag) and rows."""
-    with ThreadPoolExecutor(IO_THREADS) as pool:
-        return dict(zip(STATE_TABLES, pool.map(lambda t: read_state_table(lake, t), STATE_TABLES), strict=True))
+    pool = io_pool("state-read", IO_THREADS)
+    return dict(zip(STATE_TABLES, pool.map(lambda t: read_state_table(lake, t), STATE_TABLES), strict=True))
 
 
 def read_state_table(lake: Lake, table: str) -> StateBlob:
@@ -55,9 +54,9 @@ def read_state_table(lake: Lake, table: str) -> StateBlob:
 def write_state(lake: Lake, read: Mapping[str, StateBlob], new: Mapping[str, pl.DataFrame]) -> None:
     """Store the new state tables, each only if changed (the tables at once: each blob is guarded on its own);
     on a lost ETag race re-read, re-merge, retry."""
-    with ThreadPoolExecutor(IO_THREADS) as pool:
-        for written in [pool.submit(_write_state_table, lake, read, new, table) for table in sorted(new)]:
-            written.result()
+    pool = io_pool("state-write", IO_THREADS)
+    for written in [pool.submit(_write_state_table, lake, read, new, table) for table in sorted(new)]:
+        written.result()
 
 
 def _write_state_table(lake: Lake, read: Mapping[str, StateBlob], new: Mapping[str, pl.DataFrame], table: str) -> None:
