@@ -19,6 +19,7 @@ from shared.pipeline import run_cycle
 from shared.reconcile import reconcile
 from shared.settings import Settings
 from shared.transform.stage import transform
+from shared.warehouse import summaries
 from shared.warehouse.summaries import SUMMARIES
 
 
@@ -99,3 +100,33 @@ def test_summaries_stay_exact_through_changes_and_deletes(settings: Settings, la
     assert transform(lake, run_id).status == "transformed"
     load(settings, lake, run_id)
     assert_summaries_exact(warehouse)
+
+
+FILENODES = "SELECT relname::text, relfilenode FROM pg_class WHERE relname = ANY(%s) ORDER BY 1"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("large", [False, True], ids=["few ids: withdrawn and restored", "a large share: rebuilt"])
+def test_a_run_touching_a_large_share_of_a_fact_rebuilds_that_summary_alone(
+    settings: Settings, lake: Lake, monkeypatch: pytest.MonkeyPatch, large: bool
+) -> None:
+    source, warehouse = _url(settings.totesys_db_url), _url(settings.warehouse_db_url)
+    run_cycle(settings, lake)
+    with psycopg.connect(warehouse) as conn:
+        before = dict(conn.execute(FILENODES, (list(SUMMARIES.values()),)).fetchall())
+    if large:  # every touched fact counts as a large share
+        monkeypatch.setattr(summaries, "REBUILD_IDS", 1)
+        monkeypatch.setattr(summaries, "REBUILD_RATIO", 10**9)
+    with psycopg.connect(source) as src:  # three paid-for purchase orders change: their payments are touched too
+        src.execute(
+            "UPDATE purchase_order SET item_quantity = item_quantity + 1, last_updated = now() WHERE purchase_order_id"
+            " IN (SELECT t.purchase_order_id FROM transaction t JOIN payment USING (transaction_id)"
+            " WHERE t.purchase_order_id IS NOT NULL ORDER BY 1 LIMIT 3)"
+        )
+    run_cycle(settings, lake)
+
+    assert_summaries_exact(warehouse)
+    with psycopg.connect(warehouse) as conn:
+        after = dict(conn.execute(FILENODES, (list(SUMMARIES.values()),)).fetchall())
+    rebuilt = {table for table in before if after[table] != before[table]}  # a TRUNCATE gives a new file
+    assert rebuilt == ({"purchase_summary", "payment_summary"} if large else set())
