@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import logging
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 from azure.core.exceptions import (
@@ -172,6 +174,14 @@ class Lake:
         """The bytes of blob `name`; raise ResourceNotFoundError if it does not exist."""
         with self._guard(container, name):
             return bytes(self.blobs.get_blob_client(container, name).download_blob().readall())
+
+    def download(self, container: str, name: str, path: Path) -> str:
+        """Stream blob `name` into the local file `path` (memory holds a few chunks, never the blob) and
+        return the file's sha256 (hex); raise ResourceNotFoundError if the blob does not exist."""
+        with self._guard(container, name), path.open("wb") as stream:
+            self.blobs.get_blob_client(container, name).download_blob().readinto(stream)
+        with path.open("rb") as stream:
+            return hashlib.file_digest(stream, "sha256").hexdigest()
 
     def exists(self, container: str, name: str) -> bool:
         """Whether blob `name` exists."""

@@ -16,7 +16,7 @@ run emits today's values, never older ones.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -235,51 +235,68 @@ SOURCE_OF: dict[str, str] = {
 }
 
 
-# Build one output table from one run's tables: a loader per source table present in the run, returning
-# its conformed rows (called once per table that needs it, so a file can stay on disk until then).
-Sources = Mapping[str, Callable[[], pl.DataFrame]]
-Emit = Callable[[str, pl.DataFrame], None]
+# Build one output table from one run's tables: a loader per source table present in the run, giving its
+# conformed rows in chunks, each holding every row of its keys, in ascending key ranges (one chunk for all but
+# very large tables; called once per table that needs it, so a file can stay on disk until then).
+Sources = Mapping[str, Callable[[], Iterable[pl.DataFrame]]]
+# Receives each output table's rows as chunks (sorted by key across chunks when each is sorted); it may
+# receive no rows at all, or empty chunks never.
+Emit = Callable[[str, Iterable[pl.DataFrame]], None]
 
 
 def build_run(
     sources: Sources, state: Mapping[str, pl.DataFrame], emit: Emit
 ) -> tuple[dict[str, pl.DataFrame], list[str]]:
-    """Build every output table of one run, one at a time, and hand each non-empty one to `emit`; return
-    the new state (all STATE_TABLES) and the warnings (builders' first, then nulls in contract order).
+    """Build every output table of one run, one at a time and chunk by chunk, and hand each to `emit`;
+    return the new state (all STATE_TABLES) and the warnings (builders' first, then nulls in contract order).
 
     Facts first (dim_date needs their dates), then dim_date, the state dimensions (docs/architecture.md, rule 5) and the
-    single-source dimensions. The caller decides what `emit` does (keep the frame, or encode it and drop
-    it): the memory needed is then that of the largest single table, not of the run.
+    single-source dimensions. The caller decides what `emit` does (keep the frames, or encode them and drop
+    them): the memory needed is then that of the largest single chunk, not of the run. Every builder works
+    per key, so a table built chunk by chunk holds the same rows as one built whole.
     """
     null_found: dict[str, list[str]] = {}
     warnings: list[str] = []
 
-    def out(table: str, frame: pl.DataFrame) -> None:
-        if frame.height:
-            null_found[table] = null_warnings(table, frame)
-            emit(table, frame)
+    def out(table: str, chunks: Iterable[pl.DataFrame]) -> None:
+        found = null_found.setdefault(table, [])
 
-    dates = []
+        def checked() -> Iterator[pl.DataFrame]:
+            for frame in chunks:
+                if frame.height:
+                    found.extend(null_warnings(table, frame))
+                    yield frame
+
+        emit(table, checked())
+
+    def built(name: str, source: str, dates: list[pl.Series] | None = None) -> Iterator[pl.DataFrame]:
+        for chunk in sources[source]():
+            frame, built_warnings = build_from_source(name, chunk)
+            warnings.extend(built_warnings)
+            if dates is not None:
+                dates.append(fact_dates(name, frame))
+            yield frame
+
+    dates: list[pl.Series] = []
     for name, source in FACT_SOURCES.items():
         if source in sources:
-            frame, _ = build_from_source(name, sources[source]())
-            dates.append(fact_dates(name, frame))
-            out(name, frame)
-            del frame
-    out("dim_date", build_dim_date_of(dates))
-    parents = {t: sources[t]() for t in STATE_TABLES if t in sources}
+            out(name, built(name, source, dates))
+    out("dim_date", [build_dim_date_of(dates)])
+    parents = {t: _whole(sources[t]()) for t in STATE_TABLES if t in sources}
     current = advance_state(parents, state)
     for name, frame in build_state_dimensions(parents, current).items():
-        out(name, frame)
+        out(name, [frame])
     for name, source in SOURCE_OF.items():
         if name not in FACT_SOURCES and source in sources:
-            frame, built_warnings = build_from_source(name, sources[source]())
-            warnings += built_warnings
-            out(name, frame)
-            del frame
+            out(name, built(name, source))
     for table in OUTPUT_SCHEMA:
         warnings += null_found.get(table, [])
     return current, warnings
+
+
+def _whole(chunks: Iterable[pl.DataFrame]) -> pl.DataFrame:
+    frames = list(chunks)
+    return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")
 
 
 def transform_run(raw: Mapping[str, pl.DataFrame], state: Mapping[str, pl.DataFrame]) -> TransformResult:
@@ -293,10 +310,15 @@ def transform_run(raw: Mapping[str, pl.DataFrame], state: Mapping[str, pl.DataFr
         run[table] = conform_source(frame, table, "raw")
 
     tables: dict[str, pl.DataFrame] = {}
-    current, built = build_run({t: partial(_same, f) for t, f in run.items()}, state, tables.__setitem__)
+
+    def keep(table: str, chunks: Iterable[pl.DataFrame]) -> None:
+        if frames := list(chunks):
+            tables[table] = _whole(frames)
+
+    current, built = build_run({t: partial(_same, f) for t, f in run.items()}, state, keep)
     produced = {t: tables[t] for t in OUTPUT_SCHEMA if t in tables}
     return TransformResult(tables=produced, state=current, warnings=warnings + built)
 
 
-def _same(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame
+def _same(frame: pl.DataFrame) -> list[pl.DataFrame]:
+    return [frame]

@@ -41,7 +41,7 @@ import hashlib
 import logging
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
 from pathlib import Path
@@ -71,7 +71,7 @@ from shared.settings import Settings, date_window_years, load_settings
 from shared.transform.errors import BadRunError
 from shared.transform.model import build_run, deleted_in_warehouse, drop_deleted
 from shared.transform.quarantine import quarantine
-from shared.transform.raw import DateWindow, StagedFile, load_raw, stage_raw
+from shared.transform.raw import DateWindow, StagedFile, raw_chunks, stage_raw
 from shared.transform.store import read_state, write_state
 
 log = logging.getLogger(__name__)
@@ -248,6 +248,9 @@ def _already_done(run_id: str, data: bytes, name: str, started: float) -> Transf
 
 # Curated files uploaded at once: each may be buffered whole by the SDK, so fewer than raw.IO_THREADS.
 UPLOAD_THREADS = 4
+# Rows per row group of a curated file joined from chunks (what polars writes a frame with): the load
+# reads a large file a few row groups at a time.
+ROW_GROUP_ROWS = 512**2
 
 
 class OutputConflictError(TerminalError):
@@ -273,25 +276,45 @@ class BuiltRun:
 
 
 def build_outputs(staged: Mapping[str, StagedFile], state: Mapping[str, pl.DataFrame], folder: Path) -> BuiltRun:
-    """Every output table of the run, built by `build_run` from the staged raw files and encoded into `folder`
-    as soon as it is built (its frames then dropped)."""
+    """Every output table of the run, built by `build_run` from the staged raw files (a large one chunk by
+    chunk) and encoded into `folder` as soon as each chunk is built (its frames then dropped)."""
     outputs: dict[str, EncodedTable] = {}
 
-    def encode(table: str, frame: pl.DataFrame) -> None:
+    def encode(table: str, chunks: Iterable[pl.DataFrame]) -> None:
         with telemetry.table_span("transform", table) as span:
-            outputs[table] = _encode(sort_for_output(table, frame), folder / f"{table}.parquet")
-            span.set(rows=frame.height, bytes=outputs[table].path.stat().st_size)
+            encoded = _encode(table, chunks, folder)
+            if encoded is not None:
+                outputs[table] = encoded
+                span.set(rows=encoded.rows, bytes=encoded.path.stat().st_size)
 
-    sources = {table: partial(load_raw, file) for table, file in staged.items()}
+    sources = {table: partial(raw_chunks, file) for table, file in staged.items()}
     current, warnings = build_run(sources, state, encode)
     return BuiltRun(outputs, current, warnings)
 
 
-def _encode(frame: pl.DataFrame, path: Path) -> EncodedTable:
-    frame.write_parquet(path, compression="zstd", statistics=True)
+def _encode(table: str, chunks: Iterable[pl.DataFrame], folder: Path) -> EncodedTable | None:
+    """Write `table`'s chunks, each sorted, into one Parquet file (None if there are no rows): one chunk as
+    polars writes a frame, several through part files joined by a streaming sink, so that memory holds
+    one chunk. The chunks come in ascending key ranges, so the file is sorted as a whole."""
+    path = folder / f"{table}.parquet"
+    parts: list[Path] = []
+    rows = 0
+    for frame in chunks:
+        part = folder / f"{table}.part{len(parts):05d}.parquet"
+        sort_for_output(table, frame).write_parquet(part, compression="zstd", statistics=True)
+        parts.append(part)
+        rows += frame.height
+    if not parts:
+        return None
+    if len(parts) == 1:
+        parts[0].rename(path)
+    else:
+        pl.scan_parquet(parts).sink_parquet(path, compression="zstd", statistics=True, row_group_size=ROW_GROUP_ROWS)
+        for part in parts:
+            part.unlink()
     with path.open("rb") as stream:
         digest = hashlib.file_digest(stream, "sha256").hexdigest()
-    return EncodedTable(path, frame.height, digest)
+    return EncodedTable(path, rows, digest)
 
 
 def write_outputs(lake: Lake, run_id: str, outputs: Mapping[str, EncodedTable]) -> dict[str, CuratedFile]:

@@ -3,8 +3,10 @@ and the row hash's memory with one wide value."""
 
 from __future__ import annotations
 
+import itertools
 import tracemalloc
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from shared.lake import Lake
 from shared.local.source.seed import read_snapshot
 from shared.settings import SettingsError, date_window_years
+from shared.transform import raw
 from shared.transform.builders import build_fact_sales_order
 from shared.transform.errors import InvalidValueError
 from shared.transform.hashing import row_hash
@@ -89,6 +92,49 @@ def test_a_date_outside_the_window_quarantines(lake: Lake, monkeypatch: pytest.M
 
     assert outcome.status == "quarantined"
     assert "between 2025-11-22 and 2027-11-22 (DATE_WINDOW_YEARS=1)" in (outcome.reason or "")
+
+
+def test_a_bad_date_in_a_late_chunk_quarantines_before_any_curated_blob(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(raw, "CHUNK_ROWS", 1000)
+    orders = read_snapshot("sales_order")
+    bad_id = orders.get_column("sales_order_id").max()  # in the last of several chunks
+    orders = orders.with_columns(
+        pl.when(pl.col("sales_order_id") == bad_id)
+        .then(pl.lit("2024-02-30"))
+        .otherwise("agreed_payment_date")
+        .alias("agreed_payment_date")
+    )
+    put_raw_run(lake, RUN, {"sales_order": orders, "currency": read_snapshot("currency")})
+
+    outcome = transform(lake, RUN)
+
+    assert orders.height > 3000
+    assert outcome.status == "quarantined"
+    assert f"sales_order_id {bad_id} '2024-02-30'" in (outcome.reason or "")
+    assert [n for n in lake.list(lake.curated, "") if not n.startswith("_quarantine/")] == []
+
+
+def test_raw_chunks_hold_whole_keys_in_ascending_ranges(lake: Lake, tmp_path: Path) -> None:
+    orders = read_snapshot("sales_order")
+    # a key twice (a merged retry): both its rows must land in one chunk; rows shuffled, as a source's heap
+    twice = orders.filter(pl.col("sales_order_id") == 1000).with_columns(units_sold=pl.lit(1))
+    rows = pl.concat([orders, twice]).sample(fraction=1.0, shuffle=True, seed=7)
+    path = tmp_path / "sales_order.parquet"
+    rows.write_parquet(path, row_group_size=500)
+    staged = raw.StagedFile("sales_order", path, "raw/sales_order.parquet", RUN, (), rows=rows.height)
+
+    chunks = list(raw.raw_chunks(staged, 1000))
+
+    assert len(chunks) == -(-orders.height // 1000)
+    assert all(0 < c.height <= 1001 for c in chunks)
+    for before, after in itertools.pairwise(chunks):
+        assert before.get_column("sales_order_id").max() < after.get_column("sales_order_id").min()
+    whole = pl.concat(chunks)
+    assert whole.height == rows.height
+    assert whole.sort(whole.columns).equals(raw.load_raw(staged).sort(whole.columns))
+    assert [c.height for c in raw.raw_chunks(staged, rows.height)] == [rows.height]  # not larger: one chunk
 
 
 def test_one_wide_value_costs_about_its_own_size_in_the_row_hash() -> None:

@@ -21,6 +21,7 @@ from shared.errors import TerminalError
 from shared.lake import Lake
 from shared.local.source.seed import read_snapshot
 from shared.settings import SettingsError, transform_trigger_source
+from shared.transform import raw, stage
 from shared.transform.model import transform_run
 from shared.transform.quarantine import QUARANTINE_MARKER
 from shared.transform.stage import OutputConflictError, RunNotFoundError, sort_for_output, transform
@@ -158,6 +159,36 @@ def test_the_table_at_a_time_build_gives_what_transform_run_gives(
             assert read_curated(lake, f"{table}/{run_id}.parquet").equals(sort_for_output(table, frame)), table
         state = expected.state
     assert outcome.rows == {"dim_staff": 5}
+
+
+def test_large_tables_built_in_chunks_give_what_transform_run_gives(
+    lake: Lake, snapshot: dict[str, pl.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Chunks of 1,000 keys: sales orders, payments, purchase orders and transactions (4.6k-20k rows) are each
+    # built in several chunks and their parts joined into one file, sorted as a whole.
+    monkeypatch.setattr(raw, "CHUNK_ROWS", 1000)
+    chunked = {t: f for t, f in snapshot.items() if f.height > 1000}
+    assert {"sales_order", "payment", "purchase_order", "transaction"} <= set(chunked)
+    chunks: dict[str, list[int]] = {}
+
+    def counted(staged: raw.StagedFile, chunk_rows: int | None = None) -> Iterator[pl.DataFrame]:
+        for frame in raw.raw_chunks(staged, chunk_rows):
+            chunks.setdefault(staged.table, []).append(frame.height)
+            yield frame
+
+    monkeypatch.setattr(stage, "raw_chunks", counted)
+    put_raw_run(lake, RUN, snapshot)
+
+    outcome = transform(lake, RUN)
+
+    expected = transform_run(snapshot, {})
+    assert outcome.rows == {t: f.height for t, f in expected.tables.items()}
+    for table, frame in expected.tables.items():
+        assert read_curated(lake, f"{table}/{RUN}.parquet").equals(sort_for_output(table, frame)), table
+    for table, frame in chunked.items():
+        assert len(chunks[table]) == -(-frame.height // 1000), table  # one chunk per 1,000 keys
+        assert sum(chunks[table]) == frame.height
+    assert outcome.status == "transformed" and not list(lake.list(lake.curated, "_quarantine/"))
 
 
 @pytest.mark.slow
