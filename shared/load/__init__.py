@@ -19,12 +19,14 @@ import hashlib
 import io
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
@@ -316,19 +318,22 @@ def run_load(
 
 def stage_run(conn: psycopg.Connection, lake: Lake, manifest: CuratedManifest, timer: Timer) -> Batch:
     """Read each curated file and COPY it into staging, or, a large file for an empty table (a first
-    load), straight into its table; one frame in memory at a time (and the bytes of the small files)."""
+    load), straight into its table; one file's rows in memory at a time (and the bytes of the small files),
+    a slice of it for a file of more than staging.STREAM_ROWS rows."""
     batch = Batch(rows=timer.rows)  # the timer's table spans report the rows counted here
     entries = [entry for table in TABLES if (entry := manifest.files.get(table)) is not None]
     # The small files are downloaded at once, while the first ones are staged; a large one (a first load)
-    # is downloaded when its turn comes, so memory holds one large file at a time.
+    # is downloaded to local disk when its turn comes, so memory holds one large file at a time at most.
     pool = io_pool("load-prefetch", PREFETCH_THREADS)
     prefetched = {
         entry.table: pool.submit(fetch_curated, lake, manifest.run_id, entry)
         for entry in entries
         if entry.rows <= PREFETCH_ROWS
     }
-    for entry in entries:
-        _stage_file(conn, lake, manifest.run_id, entry, prefetched.pop(entry.table, None), batch, timer)
+    with tempfile.TemporaryDirectory(prefix="totes-load-") as folder:
+        for entry in entries:
+            future = prefetched.pop(entry.table, None)
+            _stage_file(conn, lake, manifest.run_id, entry, future, batch, timer, Path(folder))
     return batch
 
 
@@ -340,24 +345,27 @@ def _stage_file(
     prefetched: Future[bytes] | None,
     batch: Batch,
     timer: Timer,
+    folder: Path,
 ) -> None:
     """Read one curated file (its bytes downloaded beforehand if `prefetched`) and stage or copy it."""
     table = entry.table
     batch.columns[table] = staging.curated_columns(conn, table)
     with timer("read", table):
-        data = None if prefetched is None else prefetched.result()
-        frame = read_curated(lake, run_id, entry, batch.columns[table], data)
+        if prefetched is not None:
+            rows = staging.rows_of(read_curated(lake, run_id, entry, batch.columns[table], prefetched.result()))
+        else:
+            rows = open_curated(lake, run_id, entry, batch.columns[table], folder / f"{table}.parquet")
     with timer("staging", table):
-        first_load = frame.height >= bulk.FIRST_LOAD_ROWS and bulk.is_empty(conn, table)
+        first_load = rows.height >= bulk.FIRST_LOAD_ROWS and bulk.is_empty(conn, table)
         if first_load and table in FACTS:
-            batch.copied[table] = bulk.copy_facts(conn, table, frame, run_id)
-            if (bounds := merge.date_bounds(frame)) is not None:
+            batch.copied[table] = bulk.copy_facts(conn, table, rows, run_id)
+            if (bounds := merge.date_bounds(rows.lazy())) is not None:
                 batch.copied_dates.append(bounds)
         elif first_load and table in DIMENSIONS:  # no date column, no foreign key
-            batch.rows[table] = bulk.copy_dimension(conn, table, frame, run_id)
+            batch.rows[table] = bulk.copy_dimension(conn, table, rows, run_id)
             bulk.analyze(conn, table, summaries.LOOKED_UP.get(table, ()))
         else:
-            staging.stage(conn, table, frame)
+            staging.stage(conn, table, rows)
 
 
 def read_manifest(lake: Lake, run_id: str) -> CuratedManifest:
@@ -384,20 +392,47 @@ def read_curated(
     where = _where(lake, run_id, entry)
     if data is None:
         data = fetch_curated(lake, run_id, entry)
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != entry.sha256:
-        raise TerminalError(f"{where}: sha256 {digest} differs from the manifest's {entry.sha256}")
+    _check_hash(where, entry, hashlib.sha256(data).hexdigest())
     try:
         frame = pl.read_parquet(io.BytesIO(data))
     except Exception as exc:  # polars raises several error types for a corrupt file
         raise TerminalError(f"{where}: not a readable Parquet file ({exc})") from exc
-    if frame.height != entry.rows:
-        raise TerminalError(f"{where}: {frame.height} rows, the manifest says {entry.rows}")
-    missing = [c for c in columns if c not in frame.columns]
-    extra = [c for c in frame.columns if c not in columns]
+    _check_shape(where, entry, frame.height, frame.columns, columns)
+    return frame.select(columns)
+
+
+def open_curated(lake: Lake, run_id: str, entry: CuratedFile, columns: Sequence[str], path: Path) -> staging.Rows:
+    """Download one curated file to `path` in a stream and check it as `read_curated` does; its rows, read
+    whole or, past staging.STREAM_ROWS rows, left on disk to be read a slice at a time."""
+    where = _where(lake, run_id, entry)
+    try:
+        digest = lake.download(lake.curated, entry.file, path)
+    except ResourceNotFoundError as exc:
+        raise TerminalError(f"{where}: the file named by the manifest does not exist") from exc
+    _check_hash(where, entry, digest)
+    try:
+        found = list(pl.read_parquet_schema(path))
+        height = int(pl.scan_parquet(path).select(pl.len()).collect().item())
+        _check_shape(where, entry, height, found, columns)
+        if height > staging.STREAM_ROWS:
+            return staging.Rows(path, columns, height)
+        return staging.Rows(pl.read_parquet(path, columns=list(columns)), columns)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise TerminalError(f"{where}: not a readable Parquet file ({exc})") from exc
+
+
+def _check_hash(where: str, entry: CuratedFile, digest: str) -> None:
+    if digest != entry.sha256:
+        raise TerminalError(f"{where}: sha256 {digest} differs from the manifest's {entry.sha256}")
+
+
+def _check_shape(where: str, entry: CuratedFile, height: int, found: Sequence[str], columns: Sequence[str]) -> None:
+    if height != entry.rows:
+        raise TerminalError(f"{where}: {height} rows, the manifest says {entry.rows}")
+    missing = [c for c in columns if c not in found]
+    extra = [c for c in found if c not in columns]
     if missing or extra:
         raise TerminalError(f"{where}: columns differ from the warehouse contract (missing {missing}, extra {extra})")
-    return frame.select(columns)
 
 
 def fetch_curated(lake: Lake, run_id: str, entry: CuratedFile) -> bytes:

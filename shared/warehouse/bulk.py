@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 
+import numpy as np
 import polars as pl
 import psycopg
 from psycopg import sql
 
 from shared.contract import FACT_ORDER, FACTS, RECORD_IDS, TABLE_KEYS
-from shared.warehouse.staging import copy_frame, fact_versions
+from shared.warehouse.staging import Rows, copy_frame, fact_versions, rows_of
 
 # A fact batch of at least this many rows, and at least 1/BULK_FACT_RATIO of the table's rows, is
 # inserted in bulk: version key rebuilt and foreign keys validated once for the whole table instead
@@ -52,7 +53,7 @@ def is_empty(conn: psycopg.Connection, table: str) -> bool:
     return bool(row and row[0])
 
 
-def copy_facts(conn: psycopg.Connection, table: str, frame: pl.DataFrame, run_id: str) -> Constraints:
+def copy_facts(conn: psycopg.Connection, table: str, frame: pl.DataFrame | Rows, run_id: str) -> Constraints:
     """COPY a curated fact frame straight into the empty fact `table`, one row per version, oldest first;
     return the table's keys, foreign keys and indexes, dropped for the COPY, for `add_constraints`.
 
@@ -62,26 +63,42 @@ def copy_facts(conn: psycopg.Connection, table: str, frame: pl.DataFrame, run_id
     keys and indexes are rebuilt and checked once each when the dimensions are merged. The table's
     current-version trigger is off for the COPY (its transition table would hold every row): a natural
     id copied in several versions is then marked by etl.mark_current, what the trigger runs.
+
+    A streamed file (staging.Rows) is copied a slice at a time in file order (by natural key), each row
+    numbered by its rank in version order, which only the order columns give: memory holds those and one
+    slice. Its versions must be distinct, as the transform writes them (the version key, rebuilt after,
+    refuses a duplicate).
     """
-    versions = fact_versions(table, frame)
-    dropped = drop_constraints(conn, table, primary=True)
-    first = reserve_record_ids(conn, table, versions.height)
-    versions = versions.select(
-        pl.int_range(first, first + versions.height, dtype=pl.Int32).alias(RECORD_IDS[table]),
-        pl.all(),
-        etl_run_id=pl.lit(run_id, pl.String),
-    )
+    rows = rows_of(frame)
     key = TABLE_KEYS[table]
+    order = [*FACT_ORDER[table], key]
+    if rows.streamed:
+        keys = rows.only(*order)
+        ranked = keys.select(pl.arg_sort_by(order, maintain_order=True)).to_series().to_numpy()
+        numbers = np.empty(keys.height, dtype=np.int64)
+        numbers[ranked] = np.arange(keys.height)  # row i of the file is version numbers[i] in time order
+        del ranked
+        versions = rows
+    else:
+        keys = versions_frame = fact_versions(table, rows.frame())
+        numbers = np.arange(versions_frame.height, dtype=np.int64)
+        versions = rows_of(versions_frame)
+    dropped = drop_constraints(conn, table, primary=True)
+    first = reserve_record_ids(conn, table, keys.height)
     triggers = sql.SQL("ALTER TABLE {} {} TRIGGER USER")
     conn.execute(triggers.format(sql.Identifier(table), sql.SQL("DISABLE")))
-    copy_frame(conn, table, versions)
+    offset = 0
+    for chunk in versions.chunks():
+        record_ids = pl.Series(RECORD_IDS[table], numbers[offset : offset + chunk.height] + first, dtype=pl.Int32)
+        offset += chunk.height
+        copy_frame(conn, table, chunk.select(record_ids, pl.all(), etl_run_id=pl.lit(run_id, pl.String)))
     conn.execute(triggers.format(sql.Identifier(table), sql.SQL("ENABLE")))
-    if ids := versions.filter(pl.col(key).is_duplicated())[key].unique().sort().to_list():
+    if ids := keys.filter(pl.col(key).is_duplicated())[key].unique().sort().to_list():
         conn.execute(
             "SELECT etl.mark_current(%s::regclass, %s, %s, %s, %s::integer[])",
             (table, key, RECORD_IDS[table], FACT_ORDER[table][-1], ids),
         )
-    return replace(dropped, rows=versions.height)
+    return replace(dropped, rows=keys.height)
 
 
 def reserve_record_ids(conn: psycopg.Connection, table: str, count: int) -> int:
@@ -98,23 +115,28 @@ def reserve_record_ids(conn: psycopg.Connection, table: str, count: int) -> int:
     return int(row[0])
 
 
-def copy_dimension(conn: psycopg.Connection, table: str, frame: pl.DataFrame, run_id: str) -> int:
+def copy_dimension(conn: psycopg.Connection, table: str, frame: pl.DataFrame | Rows, run_id: str) -> int:
     """COPY a curated dimension frame straight into the empty dimension `table`: what `merge_dimension`
     would insert (each key once, at its newest version), without staging it first. Returns the rows.
 
     Its indexes are built after the COPY (x100, 1.6M transactions: 7.4 s with them, about 3 s without and
-    built after), its primary key too when every table referencing it is empty (a first load)."""
+    built after), its primary key too when every table referencing it is empty (a first load). A streamed
+    file is copied a slice at a time, each key's newest version per slice: the transform writes a key once
+    (the primary key, rebuilt after, refuses a second)."""
     key = TABLE_KEYS[table]
-    newest = (
-        frame.sort([key, "etl_source_updated"], descending=[False, True])
-        .unique(key, keep="first", maintain_order=True)
-        .with_columns(etl_run_id=pl.lit(run_id, pl.String))
-    )
     referencing = referencing_keys(conn, table)
     dropped = drop_constraints(conn, table, primary=all(is_empty(conn, t) for t, _, _ in referencing))
-    copy_frame(conn, table, newest)
+    copied = 0
+    for chunk in rows_of(frame).chunks():
+        newest = (
+            chunk.sort([key, "etl_source_updated"], descending=[False, True])
+            .unique(key, keep="first", maintain_order=True)
+            .with_columns(etl_run_id=pl.lit(run_id, pl.String))
+        )
+        copy_frame(conn, table, newest)
+        copied += newest.height
     add_constraints(conn, dropped)
-    return newest.height
+    return copied
 
 
 def drop_constraints(conn: psycopg.Connection, table: str, *, primary: bool = False) -> Constraints:

@@ -62,14 +62,17 @@ def date_columns(conn: psycopg.Connection, staged: Sequence[str]) -> dict[str, l
     return found
 
 
-def date_bounds(frame: pl.DataFrame) -> tuple[date, date] | None:
-    """The earliest and latest date in any date column of `frame`; None if it has none."""
-    dates = frame.select(pl.col(pl.Date))
-    if dates.width == 0:
+def date_bounds(frame: pl.DataFrame | pl.LazyFrame) -> tuple[date, date] | None:
+    """The earliest and latest date in any date column of `frame`; None if it has none (a LazyFrame, such
+    as a streamed curated file's scan, is aggregated without being read whole)."""
+    dates = frame.lazy().select(pl.col(pl.Date))
+    if not dates.collect_schema().len():
         return None
-    lo, hi = dates.select(
-        pl.min_horizontal(pl.all().min()).alias("lo"), pl.max_horizontal(pl.all().max()).alias("hi")
-    ).row(0)
+    lo, hi = (
+        dates.select(pl.min_horizontal(pl.all().min()).alias("lo"), pl.max_horizontal(pl.all().max()).alias("hi"))
+        .collect()
+        .row(0)
+    )
     return None if lo is None else (lo, hi)
 
 

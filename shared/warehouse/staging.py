@@ -19,6 +19,7 @@ import io
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -29,6 +30,57 @@ from shared.contract import FACT_ORDER, FACTS, TABLE_KEYS, TRANSFORM_COLUMNS
 
 # Rows per chunk streamed into COPY: bounds the memory of the binary or text form of a large frame.
 COPY_BATCH_ROWS = 200_000
+# A curated file with more rows is read from local disk a slice at a time (Rows), never whole: a x1000 first
+# load's facts (11-16M rows) would take GBs as frames.
+STREAM_ROWS = 2_000_000
+# Rows per slice of a streamed file (a few of its row groups).
+SLICE_ROWS = 500_000
+
+
+class Rows:
+    """The rows of one checked curated file: a frame in memory, or a local Parquet file read in slices
+    (`streamed`, when it has more than STREAM_ROWS rows), each with `columns` in that order."""
+
+    def __init__(self, source: pl.DataFrame | Path, columns: Sequence[str], height: int | None = None) -> None:
+        self.columns = list(columns)
+        self._frame = source.select(self.columns) if isinstance(source, pl.DataFrame) else None
+        self._path = None if isinstance(source, pl.DataFrame) else source
+        self.height = self._frame.height if self._frame is not None else int(height or 0)
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the rows stay on disk (read by `chunks`, `only` and `lazy`) rather than in a frame."""
+        return self._frame is None
+
+    def frame(self) -> pl.DataFrame:
+        """Every row at once (never called for a streamed file)."""
+        assert self._frame is not None, "a streamed curated file is read in chunks"
+        return self._frame
+
+    def lazy(self) -> pl.LazyFrame:
+        """The rows as a LazyFrame: a streaming scan of the file, or the frame."""
+        if self._frame is not None:
+            return self._frame.lazy()
+        assert self._path is not None
+        return pl.scan_parquet(self._path).select(self.columns)
+
+    def chunks(self, rows: int | None = None) -> Iterator[pl.DataFrame]:
+        """The rows in file order, in slices of `rows` (default SLICE_ROWS; the whole frame when not streamed)."""
+        if self._frame is not None:
+            yield self._frame
+            return
+        rows = rows or SLICE_ROWS
+        for offset in range(0, self.height, rows):
+            yield self.lazy().slice(offset, rows).collect()
+
+    def only(self, *columns: str) -> pl.DataFrame:
+        """Just `columns`, every row, in file order."""
+        return self.lazy().select(columns).collect()
+
+
+def rows_of(frame: pl.DataFrame | Rows) -> Rows:
+    """`frame` as Rows (a frame is wrapped as it is)."""
+    return frame if isinstance(frame, Rows) else Rows(frame, frame.columns)
 
 
 def curated_columns(conn: psycopg.Connection, table: str) -> list[str]:
@@ -46,27 +98,31 @@ def curated_columns(conn: psycopg.Connection, table: str) -> list[str]:
     return [r[0] for r in rows] + list(TRANSFORM_COLUMNS[table])
 
 
-def stage(conn: psycopg.Connection, table: str, frame: pl.DataFrame) -> int:
+def stage(conn: psycopg.Connection, table: str, frame: pl.DataFrame | Rows) -> int:
     """COPY `frame` (a curated file of `table`) into the temporary table stg_<table>; rows staged.
 
     Fact rows are staged once per version (natural key, etl_row_hash) and oldest first, the order
-    they are inserted in (sorting here is cheaper than in PostgreSQL, whose sort then finds them sorted).
+    they are inserted in (sorting here is cheaper than in PostgreSQL, whose sort then finds them sorted);
+    a streamed file's slices each so (its versions are distinct, as the transform writes them).
     """
-    if table in FACTS:
-        frame = fact_versions(table, frame)
+    rows = rows_of(frame)
     staging = sql.Identifier(f"stg_{table}")
-    columns = sql.SQL(", ").join(map(sql.Identifier, frame.columns))
+    columns = sql.SQL(", ").join(map(sql.Identifier, rows.columns))
     conn.execute(
         sql.SQL("CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
             staging, columns, sql.Identifier(table)
         )
     )
-    copy_frame(conn, f"stg_{table}", frame)
+    staged = 0
+    for chunk in rows.chunks():
+        versions = fact_versions(table, chunk) if table in FACTS else chunk
+        copy_frame(conn, f"stg_{table}", versions)
+        staged += versions.height
     # Temporary tables are never auto-analysed; the merges below join on them, by the natural key (and a
     # fact's row hash) only: statistics of the other columns would cost the ANALYZE most of its time.
     joined = [TABLE_KEYS[table], *(["etl_row_hash"] if table in FACTS else [])]
     conn.execute(sql.SQL("ANALYZE {} ({})").format(staging, sql.SQL(", ").join(map(sql.Identifier, joined))))
-    return frame.height
+    return staged
 
 
 def fact_versions(table: str, frame: pl.DataFrame) -> pl.DataFrame:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import polars as pl
 import psycopg
 import pytest
 
-from shared.warehouse import bulk, ledger
+from shared.warehouse import bulk, ledger, staging
 from tests.warehouse.test_merge import CONSTRAINTS, payments
 
 INDEXES = "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1, 2"
@@ -50,14 +51,21 @@ def transactions(*ids: int) -> pl.DataFrame:
     )
 
 
+@pytest.mark.parametrize("streamed", [False, True], ids=["frame", "streamed in slices"])
 def test_a_copied_fact_keeps_every_key_index_and_trigger_and_marks_only_the_newest_version_current(
-    conn: psycopg.Connection,
+    conn: psycopg.Connection, streamed: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     conn.execute(DIMENSIONS)
     bulk.copy_dimension(conn, "dim_transaction", transactions(1), "r1")
     before = schema_of(conn)
+    rows: pl.DataFrame | staging.Rows = payments((1, "a", 1), (2, "b", 3), (1, "c", 5))
+    if streamed:  # as the transform writes it, by natural key: payment 1's two versions, then payment 2
+        monkeypatch.setattr(staging, "SLICE_ROWS", 2)
+        path = tmp_path / "fact_payment.parquet"
+        rows.sort("payment_id", "etl_row_hash").write_parquet(path, row_group_size=1)
+        rows = staging.Rows(path, rows.columns, rows.height)
 
-    dropped = bulk.copy_facts(conn, "fact_payment", payments((1, "a", 1), (2, "b", 3), (1, "c", 5)), "r1")
+    dropped = bulk.copy_facts(conn, "fact_payment", rows, "r1")
     assert dropped.rows == 3 and dropped.indexes, "the COPY went in without the table's index"
     assert conn.execute(INDEXES).fetchall() != before[1]
     bulk.add_constraints(conn, dropped)
