@@ -1,10 +1,11 @@
 """The transform stage's I/O: one raw run (manifest + Parquet) in; curated Parquet, state and manifest out.
 
 The pure work is `build_run` (shared.transform.model), the same orchestration `transform_run` uses, done
-here one output table at a time so that memory holds one table's frames, not the run's: the raw files
-wait in a local temporary folder (shared.transform.raw), each builder reads only the columns of the
-tables it needs, and each output is encoded to that folder and dropped before the next is built
-(`build_outputs`, `write_outputs`). Nothing is uploaded until every table is built, so
+here one output table at a time, and a large one (a raw file over raw.CHUNK_ROWS rows) one chunk of keys at
+a time, so that memory holds one chunk's frames, not the run's: the raw files are streamed into a local
+temporary folder (shared.transform.raw), each builder reads only the columns of the tables it needs, and
+each output chunk is encoded to that folder and dropped before the next is built (`build_outputs`,
+`write_outputs`). Nothing is uploaded until every table is built, so
 bad input still quarantines a run before any curated blob exists. This module reads what the raw manifest
 names, checks it, and writes the results so that any step may crash and be retried:
 
