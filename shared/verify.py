@@ -26,6 +26,8 @@ from shared.warehouse.summaries import FIGURES
 
 EXAMPLES = 5
 BATCH = 20_000
+# work_mem of the warehouse session: etl.<x>_figures, run over every fact, spill at the default 4MB.
+VERIFY_WORK_MEM = "128MB"
 
 
 @dataclass(frozen=True)
@@ -401,6 +403,7 @@ def verify(
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             conn.execute("SET DateStyle = 'ISO, YMD'")
             conn.execute("SET TimeZone = 'UTC'")
+        wh.execute("SELECT set_config('work_mem', %s, false)", (VERIFY_WORK_MEM,))  # the summaries' figures
         for check in CHECKS:
             if wanted and check.table not in wanted:
                 continue

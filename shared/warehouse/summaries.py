@@ -50,6 +50,10 @@ LOOKED_UP: dict[str, tuple[str, ...]] = {
 # costs a rebuild (x10, 100,000 changes: withdraw + restore of the three 2.3 s, rebuilding them 0.7 s).
 REBUILD_IDS = 10_000
 REBUILD_RATIO = 8
+# The work_mem of a whole rebuild's figures (transaction-local, restored after): their grouping sets and the
+# payments' joins to every transaction and order spill past the load's 128MB from about x300 (x1000: 2 GB of
+# temporary files per fact; 126 s at 128MB, about 80 s at 512MB). A cap: a small warehouse uses what its rows need.
+REBUILD_WORK_MEM = "512MB"
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,8 @@ def rebuild(conn: psycopg.Connection, facts: Collection[str] = tuple(SUMMARIES))
     if not tables:
         return
     conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(map(sql.Identifier, tables))))
+    row = conn.execute("SELECT current_setting('work_mem'), set_config('work_mem', %s, true)", (REBUILD_WORK_MEM,))
+    before = row.fetchone()
     for summary in tables:
         dropped = bulk.drop_constraints(conn, summary)
         conn.execute(
@@ -148,6 +154,8 @@ def rebuild(conn: psycopg.Connection, facts: Collection[str] = tuple(SUMMARIES))
             )
         )
         bulk.add_constraints(conn, dropped)
+    if before is not None:
+        conn.execute("SELECT set_config('work_mem', %s, true)", (before[0],))
 
 
 def _add(conn: psycopg.Connection, run: Touched, sign: int) -> None:

@@ -299,12 +299,13 @@ $fn$;
 -- etl.<x>_figures(ids): the summary rows of the current, not deleted orders (payments) `ids` (NULL: all of
 -- them), read-only (`totes verify` compares a summary with them); etl.add_<x>_summary(ids, sign) adds `sign`
 -- (1 or -1) times them to the summary. PL/pgSQL, not SQL: its statements get plans for the actual `ids` (a
--- NULL one prunes the few-ids branches), where a SQL function's generic plan ran both (a x100 payment rebuild took 82 s instead of 7); and with
--- 128MB of work_mem, so that a rebuild's hash joins and aggregates stay in memory (they spilled at 4MB).
+-- NULL one prunes the few-ids branches), where a SQL function's generic plan ran both (a x100 payment rebuild took 82 s instead of 7).
+-- Their work_mem is the caller's, so that a rebuild's hash joins and aggregates stay in memory (they spill at
+-- the default 4MB): a load's 128MB (ledger.LOAD_WORK_MEM), a whole rebuild's 512MB (summaries.REBUILD_WORK_MEM:
+-- at x1000 the figures of the three facts took 118-130 s at 128MB, spilling GBs, and 81 s at 512MB), verify's 128MB.
 -- Aggregated per currency id first, then per code: grouping a million orders by a varchar code under five
 -- grouping sets took twice as long (x100). The page totals are the sums of by_month, made when read.
-CREATE OR REPLACE FUNCTION etl.sales_figures(ids integer[]) RETURNS SETOF sales_summary LANGUAGE plpgsql STABLE
-SET work_mem = '128MB' AS $fn$
+CREATE OR REPLACE FUNCTION etl.sales_figures(ids integer[]) RETURNS SETOF sales_summary LANGUAGE plpgsql STABLE AS $fn$
 BEGIN
     RETURN QUERY
         SELECT figure::varchar, c.currency_code::varchar, created_month, design_id, counterparty_id, location_id, staff_id,
@@ -337,8 +338,7 @@ BEGIN
 END
 $fn$;
 
-CREATE OR REPLACE FUNCTION etl.purchase_figures(ids integer[]) RETURNS SETOF purchase_summary LANGUAGE plpgsql STABLE
-SET work_mem = '128MB' AS $fn$
+CREATE OR REPLACE FUNCTION etl.purchase_figures(ids integer[]) RETURNS SETOF purchase_summary LANGUAGE plpgsql STABLE AS $fn$
 BEGIN
     RETURN QUERY
         SELECT figure::varchar, c.currency_code::varchar, created_month, counterparty_id, item_code,
@@ -370,8 +370,7 @@ $fn$;
 
 -- A paid payment has no due date; an unpaid one is due from its order's agreed payment date (else its own
 -- payment_date), so only the unpaid ones are joined to their transaction and order (x100: 17 s -> 7 s).
-CREATE OR REPLACE FUNCTION etl.payment_figures(ids integer[]) RETURNS SETOF payment_summary LANGUAGE plpgsql STABLE
-SET work_mem = '128MB' AS $fn$
+CREATE OR REPLACE FUNCTION etl.payment_figures(ids integer[]) RETURNS SETOF payment_summary LANGUAGE plpgsql STABLE AS $fn$
 BEGIN
     RETURN QUERY
         SELECT figure::varchar, c.currency_code::varchar, payment_month, payment_type_id, due_date,
