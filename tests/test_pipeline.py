@@ -1,5 +1,6 @@
 """End to end on real PostgreSQL + Azurite: the snapshot and then simulated changes reach the warehouse."""
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -99,7 +100,7 @@ FACT_VERSION_ORDER = {
 
 
 def test_large_files_streamed_in_chunks_and_slices_load_what_the_source_holds(
-    settings: Settings, lake: Lake, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, lake: Lake, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # What a x1000 first load does with its 11-20M-row tables, at the snapshot's size: the transform builds
     # every table over 1,000 rows in chunks, the load copies every file over 1,000 rows in slices of 700.
@@ -113,8 +114,12 @@ def test_large_files_streamed_in_chunks_and_slices_load_what_the_source_holds(
         monkeypatch.setattr(module, name, spy(getattr(module, name), streamed))
     source, warehouse = _url(settings.totesys_db_url), _url(settings.warehouse_db_url)
 
+    caplog.set_level(logging.INFO)
     assert run_cycle(settings, lake).load is not None
 
+    said = [r.getMessage() for r in caplog.records]
+    assert any("table payment: 15836 rows, built in 16 chunks of up to 1000 keys (CHUNK_ROWS)" in m for m in said)
+    assert any("table fact_payment: 15836 rows, read from local disk in slices of 700 rows" in m for m in said)
     assert {t for t, s in streamed.items() if s} == {
         "fact_sales_order",
         "fact_purchase_order",

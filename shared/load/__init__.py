@@ -415,6 +415,14 @@ def open_curated(lake: Lake, run_id: str, entry: CuratedFile, columns: Sequence[
         height = int(pl.scan_parquet(path).select(pl.len()).collect().item())
         _check_shape(where, entry, height, found, columns)
         if height > staging.STREAM_ROWS:
+            log.info(
+                "run %s table %s: %d rows, read from local disk in slices of %d rows (STREAM_ROWS %d)",
+                run_id,
+                entry.table,
+                height,
+                staging.SLICE_ROWS,
+                staging.STREAM_ROWS,
+            )
             return staging.Rows(path, columns, height)
         return staging.Rows(pl.read_parquet(path, columns=list(columns)), columns)
     except (pl.exceptions.PolarsError, OSError) as exc:

@@ -152,6 +152,14 @@ def raw_chunks(staged: StagedFile, chunk_rows: int | None = None) -> Iterator[pl
     # A key's rows all fall in one chunk (a run holds each key once, a retried or merged one maybe more).
     bounds = keys.gather_every(chunk_rows).to_list()
     del keys
+    log.info(
+        "run %s table %s: %d rows, built in %d chunks of up to %d keys (CHUNK_ROWS)",
+        staged.run_id,
+        staged.table,
+        staged.rows,
+        len(bounds),
+        chunk_rows,
+    )
     for index, low in enumerate(bounds):
         in_range = pl.col(key) >= low
         if index == 0:
