@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 import psycopg
 from psycopg import sql
+from psycopg.copy import QueuedLibpqWriter
 
 from shared.contract import FACT_ORDER, FACTS, TABLE_KEYS, TRANSFORM_COLUMNS
 
@@ -144,7 +145,9 @@ def copy_frame(conn: psycopg.Connection, table: str, frame: pl.DataFrame, *, sch
         sql.SQL(", ").join(map(sql.Identifier, frame.columns)),
         sql.SQL("binary" if binary else "csv"),
     )
-    with conn.cursor() as cur, cur.copy(copy) as pipe:
+    # The queued writer sends to the server from a thread of its own, so that the next chunk is encoded
+    # while the server takes this one (psycopg's default writer makes each wait for the other).
+    with conn.cursor() as cur, cur.copy(copy, writer=QueuedLibpqWriter(cur)) as pipe:
         if binary:
             for chunk in encode(frame, types, COPY_BATCH_ROWS):
                 pipe.write(chunk)
