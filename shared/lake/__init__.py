@@ -178,10 +178,12 @@ class Lake:
     def download(self, container: str, name: str, path: Path) -> str:
         """Stream blob `name` into the local file `path` (memory holds a few chunks, never the blob) and
         return the file's sha256 (hex); raise ResourceNotFoundError if the blob does not exist."""
+        digest = hashlib.sha256()
         with self._guard(container, name), path.open("wb") as stream:
-            self.blobs.get_blob_client(container, name).download_blob().readinto(stream)
-        with path.open("rb") as stream:
-            return hashlib.file_digest(stream, "sha256").hexdigest()
+            for chunk in self.blobs.get_blob_client(container, name).download_blob().chunks():
+                stream.write(chunk)
+                digest.update(chunk)
+        return digest.hexdigest()
 
     def exists(self, container: str, name: str) -> bool:
         """Whether blob `name` exists."""

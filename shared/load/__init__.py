@@ -384,14 +384,10 @@ def read_manifest(lake: Lake, run_id: str) -> CuratedManifest:
         raise TerminalError(f"run {run_id}: manifest {where} is unusable: {exc.reason}; nothing is loaded") from exc
 
 
-def read_curated(
-    lake: Lake, run_id: str, entry: CuratedFile, columns: Sequence[str], data: bytes | None = None
-) -> pl.DataFrame:
-    """Download one curated file (unless its bytes are given as `data`), check its hash, row count and
-    columns; the frame in `columns` order."""
+def read_curated(lake: Lake, run_id: str, entry: CuratedFile, columns: Sequence[str], data: bytes) -> pl.DataFrame:
+    """Check one curated file's bytes (`fetch_curated`): its hash, row count and columns; the frame in
+    `columns` order."""
     where = _where(lake, run_id, entry)
-    if data is None:
-        data = fetch_curated(lake, run_id, entry)
     _check_hash(where, entry, hashlib.sha256(data).hexdigest())
     try:
         frame = pl.read_parquet(io.BytesIO(data))

@@ -72,23 +72,20 @@ def copy_facts(conn: psycopg.Connection, table: str, frame: pl.DataFrame | Rows,
     rows = rows_of(frame)
     key = TABLE_KEYS[table]
     order = [*FACT_ORDER[table], key]
-    if rows.streamed:
+    if rows.streamed:  # copied in file order, row i numbered by its rank in version order
         keys = rows.only(*order)
-        ranked = keys.select(pl.arg_sort_by(order, maintain_order=True)).to_series().to_numpy()
         numbers = np.empty(keys.height, dtype=np.int64)
-        numbers[ranked] = np.arange(keys.height)  # row i of the file is version numbers[i] in time order
-        del ranked
-        versions = rows
-    else:
-        keys = versions_frame = fact_versions(table, rows.frame())
-        numbers = np.arange(versions_frame.height, dtype=np.int64)
-        versions = rows_of(versions_frame)
+        numbers[keys.select(pl.arg_sort_by(order, maintain_order=True)).to_series().to_numpy()] = np.arange(keys.height)
+    else:  # sorted into version order here, so numbered as they come
+        rows = rows_of(fact_versions(table, rows.frame()))
+        keys = rows.frame()
+        numbers = np.arange(keys.height, dtype=np.int64)
     dropped = drop_constraints(conn, table, primary=True)
     first = reserve_record_ids(conn, table, keys.height)
     triggers = sql.SQL("ALTER TABLE {} {} TRIGGER USER")
     conn.execute(triggers.format(sql.Identifier(table), sql.SQL("DISABLE")))
     offset = 0
-    for chunk in versions.chunks():
+    for chunk in rows.chunks():
         record_ids = pl.Series(RECORD_IDS[table], numbers[offset : offset + chunk.height] + first, dtype=pl.Int32)
         offset += chunk.height
         copy_frame(conn, table, chunk.select(record_ids, pl.all(), etl_run_id=pl.lit(run_id, pl.String)))
