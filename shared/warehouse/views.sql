@@ -277,52 +277,76 @@ CREATE INDEX IF NOT EXISTS dim_transaction_sales_order ON dim_transaction (sales
 CREATE INDEX IF NOT EXISTS dim_transaction_purchase_order ON dim_transaction (purchase_order_id);
 CREATE INDEX IF NOT EXISTS fact_payment_transaction ON fact_payment (transaction_id) WHERE etl_current;
 
--- The rows of the natural ids `ids` of a fact table, or all of them for NULL: a union with each side
--- gated by a constant, so that a few ids are found through the version key's index (inlined into the
--- caller's query; `ids IS NULL OR id = ANY(ids)` would scan the whole table on every load).
-CREATE OR REPLACE FUNCTION etl.some_sales_orders(ids integer[]) RETURNS SETOF fact_sales_order
-LANGUAGE sql STABLE AS $fn$
-    SELECT * FROM fact_sales_order WHERE ids IS NULL
-    UNION ALL SELECT * FROM fact_sales_order WHERE sales_order_id = ANY(ids)
-$fn$;
-CREATE OR REPLACE FUNCTION etl.some_purchase_orders(ids integer[]) RETURNS SETOF fact_purchase_order
-LANGUAGE sql STABLE AS $fn$
-    SELECT * FROM fact_purchase_order WHERE ids IS NULL
-    UNION ALL SELECT * FROM fact_purchase_order WHERE purchase_order_id = ANY(ids)
-$fn$;
-CREATE OR REPLACE FUNCTION etl.some_payments(ids integer[]) RETURNS SETOF fact_payment
-LANGUAGE sql STABLE AS $fn$
-    SELECT * FROM fact_payment WHERE ids IS NULL
-    UNION ALL SELECT * FROM fact_payment WHERE payment_id = ANY(ids)
-$fn$;
+-- What the figures read their facts through before they took two queries each; gone from a warehouse they were in.
+DROP FUNCTION IF EXISTS etl.some_sales_orders(integer[]), etl.some_purchase_orders(integer[]), etl.some_payments(integer[]);
 
 -- etl.<x>_figures(ids): the summary rows of the current, not deleted orders (payments) `ids` (NULL: all of
 -- them), read-only (`totes verify` compares a summary with them); etl.add_<x>_summary(ids, sign) adds `sign`
--- (1 or -1) times them to the summary. PL/pgSQL, not SQL: its statements get plans for the actual `ids` (a
--- NULL one prunes the few-ids branches), where a SQL function's generic plan ran both (a x100 payment rebuild took 82 s instead of 7).
+-- (1 or -1) times them to the summary. PL/pgSQL, not SQL: its statements get plans for the actual `ids`.
+-- Two queries each, the same figures: all of them (a whole rebuild) as one aggregate per figure over the
+-- whole fact, which PostgreSQL spreads over its parallel workers (a grouping-sets aggregate cannot be split:
+-- x100 sales 4.7 s -> 2.5 s); a few ids as one pass of grouping sets over the rows the version key's index
+-- finds (one aggregate per figure would look each id up once per figure: 2,000 ids at x100, 20-35 -> 50-65 ms),
+-- without parallel workers (the planner would rather have them scan the whole fact: x100, 3,000 purchase orders,
+-- 41 ms through the index, 92 ms so).
 -- Their work_mem is the caller's, so that a rebuild's hash joins and aggregates stay in memory (they spill at
 -- the default 4MB): a load's 128MB (ledger.LOAD_WORK_MEM), a whole rebuild's 512MB (summaries.REBUILD_WORK_MEM:
 -- at x1000 the figures of the three facts took 118-130 s at 128MB, spilling GBs, and 81 s at 512MB), verify's 128MB.
 -- Aggregated per currency id first, then per code: grouping a million orders by a varchar code under five
 -- grouping sets took twice as long (x100). The page totals are the sums of by_month, made when read.
 CREATE OR REPLACE FUNCTION etl.sales_figures(ids integer[]) RETURNS SETOF sales_summary LANGUAGE plpgsql STABLE AS $fn$
+DECLARE
+    workers text;
 BEGIN
-    RETURN QUERY
-        SELECT figure::varchar, c.currency_code::varchar, created_month, design_id, counterparty_id, location_id, staff_id,
-               sum(revenue), sum(orders)::bigint, sum(units)::bigint
-        FROM (
-            SELECT CASE WHEN GROUPING(created_month) = 0 THEN 'by_month' WHEN GROUPING(design_id) = 0 THEN 'top_designs'
-                        WHEN GROUPING(counterparty_id) = 0 THEN 'top_counterparties'
-                        WHEN GROUPING(agreed_delivery_location_id) = 0 THEN 'by_location' ELSE 'top_staff' END AS figure,
-                   currency_id, created_month, design_id, counterparty_id, agreed_delivery_location_id AS location_id,
-                   sales_staff_id AS staff_id, sum(units_sold * unit_price) AS revenue, count(*) AS orders,
-                   sum(units_sold) AS units
-            FROM (SELECT *, date_trunc('month', created_date)::date AS created_month FROM etl.some_sales_orders(ids)
-                  WHERE etl_current AND etl_deleted_at IS NULL) s
-            GROUP BY GROUPING SETS ((currency_id, created_month), (currency_id, design_id), (currency_id, counterparty_id),
-                (currency_id, agreed_delivery_location_id), (currency_id, sales_staff_id))
-        ) s JOIN dim_currency c USING (currency_id)
-        GROUP BY figure, c.currency_code, created_month, design_id, counterparty_id, location_id, staff_id;
+    IF ids IS NULL THEN
+        RETURN QUERY
+            SELECT figure::varchar, c.currency_code::varchar, created_month, design_id, counterparty_id, location_id, staff_id,
+                   sum(revenue), sum(orders)::bigint, sum(units)::bigint
+            FROM (
+                SELECT 'by_month' AS figure, currency_id, date_trunc('month', created_date)::date AS created_month,
+                       NULL::integer AS design_id, NULL::integer AS counterparty_id, NULL::integer AS location_id,
+                       NULL::integer AS staff_id, sum(units_sold * unit_price) AS revenue, count(*) AS orders,
+                       sum(units_sold) AS units
+                FROM fact_sales_order WHERE etl_current AND etl_deleted_at IS NULL GROUP BY 2, 3
+                UNION ALL
+                SELECT 'top_designs', currency_id, NULL, design_id, NULL, NULL, NULL,
+                       sum(units_sold * unit_price), count(*), sum(units_sold)
+                FROM fact_sales_order WHERE etl_current AND etl_deleted_at IS NULL GROUP BY 2, 4
+                UNION ALL
+                SELECT 'top_counterparties', currency_id, NULL, NULL, counterparty_id, NULL, NULL,
+                       sum(units_sold * unit_price), count(*), sum(units_sold)
+                FROM fact_sales_order WHERE etl_current AND etl_deleted_at IS NULL GROUP BY 2, 5
+                UNION ALL
+                SELECT 'by_location', currency_id, NULL, NULL, NULL, agreed_delivery_location_id, NULL,
+                       sum(units_sold * unit_price), count(*), sum(units_sold)
+                FROM fact_sales_order WHERE etl_current AND etl_deleted_at IS NULL GROUP BY 2, 6
+                UNION ALL
+                SELECT 'top_staff', currency_id, NULL, NULL, NULL, NULL, sales_staff_id,
+                       sum(units_sold * unit_price), count(*), sum(units_sold)
+                FROM fact_sales_order WHERE etl_current AND etl_deleted_at IS NULL GROUP BY 2, 7
+            ) s JOIN dim_currency c USING (currency_id)
+            GROUP BY figure, c.currency_code, created_month, design_id, counterparty_id, location_id, staff_id;
+    ELSE
+        workers := current_setting('max_parallel_workers_per_gather');
+        PERFORM set_config('max_parallel_workers_per_gather', '0', true);
+        RETURN QUERY
+            SELECT figure::varchar, c.currency_code::varchar, created_month, design_id, counterparty_id, location_id, staff_id,
+                   sum(revenue), sum(orders)::bigint, sum(units)::bigint
+            FROM (
+                SELECT CASE WHEN GROUPING(created_month) = 0 THEN 'by_month' WHEN GROUPING(design_id) = 0 THEN 'top_designs'
+                            WHEN GROUPING(counterparty_id) = 0 THEN 'top_counterparties'
+                            WHEN GROUPING(agreed_delivery_location_id) = 0 THEN 'by_location' ELSE 'top_staff' END AS figure,
+                       currency_id, created_month, design_id, counterparty_id, agreed_delivery_location_id AS location_id,
+                       sales_staff_id AS staff_id, sum(units_sold * unit_price) AS revenue, count(*) AS orders,
+                       sum(units_sold) AS units
+                FROM (SELECT *, date_trunc('month', created_date)::date AS created_month FROM fact_sales_order
+                      WHERE sales_order_id = ANY(ids) AND etl_current AND etl_deleted_at IS NULL) s
+                GROUP BY GROUPING SETS ((currency_id, created_month), (currency_id, design_id), (currency_id, counterparty_id),
+                    (currency_id, agreed_delivery_location_id), (currency_id, sales_staff_id))
+            ) s JOIN dim_currency c USING (currency_id)
+            GROUP BY figure, c.currency_code, created_month, design_id, counterparty_id, location_id, staff_id;
+        PERFORM set_config('max_parallel_workers_per_gather', workers, true);
+    END IF;
 END
 $fn$;
 
@@ -339,20 +363,46 @@ END
 $fn$;
 
 CREATE OR REPLACE FUNCTION etl.purchase_figures(ids integer[]) RETURNS SETOF purchase_summary LANGUAGE plpgsql STABLE AS $fn$
+DECLARE
+    workers text;
 BEGIN
-    RETURN QUERY
-        SELECT figure::varchar, c.currency_code::varchar, created_month, counterparty_id, item_code,
-               sum(spend), sum(orders)::bigint, sum(items)::bigint
-        FROM (
-            SELECT CASE WHEN GROUPING(created_month) = 0 THEN 'by_month' WHEN GROUPING(counterparty_id) = 0 THEN 'top_suppliers'
-                        ELSE 'top_item_codes' END AS figure,
-                   currency_id, created_month, counterparty_id, item_code,
-                   sum(item_quantity * item_unit_price) AS spend, count(*) AS orders, sum(item_quantity) AS items
-            FROM (SELECT *, date_trunc('month', created_date)::date AS created_month FROM etl.some_purchase_orders(ids)
-                  WHERE etl_current AND etl_deleted_at IS NULL) p
-            GROUP BY GROUPING SETS ((currency_id, created_month), (currency_id, counterparty_id), (currency_id, item_code))
-        ) p JOIN dim_currency c USING (currency_id)
-        GROUP BY figure, c.currency_code, created_month, counterparty_id, item_code;
+    IF ids IS NULL THEN
+        RETURN QUERY
+            SELECT figure::varchar, c.currency_code::varchar, created_month, counterparty_id, item_code,
+                   sum(spend), sum(orders)::bigint, sum(items)::bigint
+            FROM (
+                SELECT 'by_month' AS figure, currency_id, date_trunc('month', created_date)::date AS created_month,
+                       NULL::integer AS counterparty_id, NULL::varchar AS item_code,
+                       sum(item_quantity * item_unit_price) AS spend, count(*) AS orders, sum(item_quantity) AS items
+                FROM fact_purchase_order WHERE etl_current AND etl_deleted_at IS NULL GROUP BY 2, 3
+                UNION ALL
+                SELECT 'top_suppliers', currency_id, NULL, counterparty_id, NULL,
+                       sum(item_quantity * item_unit_price), count(*), sum(item_quantity)
+                FROM fact_purchase_order WHERE etl_current AND etl_deleted_at IS NULL GROUP BY 2, 4
+                UNION ALL
+                SELECT 'top_item_codes', currency_id, NULL, NULL, item_code,
+                       sum(item_quantity * item_unit_price), count(*), sum(item_quantity)
+                FROM fact_purchase_order WHERE etl_current AND etl_deleted_at IS NULL GROUP BY 2, 5
+            ) p JOIN dim_currency c USING (currency_id)
+            GROUP BY figure, c.currency_code, created_month, counterparty_id, item_code;
+    ELSE
+        workers := current_setting('max_parallel_workers_per_gather');
+        PERFORM set_config('max_parallel_workers_per_gather', '0', true);
+        RETURN QUERY
+            SELECT figure::varchar, c.currency_code::varchar, created_month, counterparty_id, item_code,
+                   sum(spend), sum(orders)::bigint, sum(items)::bigint
+            FROM (
+                SELECT CASE WHEN GROUPING(created_month) = 0 THEN 'by_month' WHEN GROUPING(counterparty_id) = 0 THEN 'top_suppliers'
+                            ELSE 'top_item_codes' END AS figure,
+                       currency_id, created_month, counterparty_id, item_code,
+                       sum(item_quantity * item_unit_price) AS spend, count(*) AS orders, sum(item_quantity) AS items
+                FROM (SELECT *, date_trunc('month', created_date)::date AS created_month FROM fact_purchase_order
+                      WHERE purchase_order_id = ANY(ids) AND etl_current AND etl_deleted_at IS NULL) p
+                GROUP BY GROUPING SETS ((currency_id, created_month), (currency_id, counterparty_id), (currency_id, item_code))
+            ) p JOIN dim_currency c USING (currency_id)
+            GROUP BY figure, c.currency_code, created_month, counterparty_id, item_code;
+        PERFORM set_config('max_parallel_workers_per_gather', workers, true);
+    END IF;
 END
 $fn$;
 
@@ -369,42 +419,63 @@ END
 $fn$;
 
 -- A paid payment has no due date; an unpaid one is due from its order's agreed payment date (else its own
--- payment_date), so only the unpaid ones are joined to their transaction and order (x100: 17 s -> 7 s).
+-- payment_date), so only the unpaid ones are joined to their transaction and order (x100: 17 s -> 7 s): all
+-- of them by hash joins, a few through the indexes.
 CREATE OR REPLACE FUNCTION etl.payment_figures(ids integer[]) RETURNS SETOF payment_summary LANGUAGE plpgsql STABLE AS $fn$
+DECLARE
+    workers text;
 BEGIN
-    RETURN QUERY
-        SELECT figure::varchar, c.currency_code::varchar, payment_month, payment_type_id, due_date,
-               sum(paid_amount), sum(unpaid_amount), sum(payments)::bigint
-        FROM (
-            SELECT CASE WHEN GROUPING(payment_month) = 0 THEN 'by_type_month' ELSE 'by_due_date' END AS figure,
-                   currency_id, payment_month, payment_type_id, due_date,
-                   coalesce(sum(payment_amount) FILTER (WHERE paid), 0) AS paid_amount,
-                   coalesce(sum(payment_amount) FILTER (WHERE NOT paid), 0) AS unpaid_amount, count(*) AS payments
+    IF ids IS NULL THEN
+        RETURN QUERY
+            SELECT figure::varchar, c.currency_code::varchar, payment_month, payment_type_id, due_date,
+                   sum(paid_amount), sum(unpaid_amount), sum(payments)::bigint
             FROM (
-                SELECT p.currency_id, p.payment_type_id, p.paid, p.payment_amount,
-                       date_trunc('month', p.payment_date)::date AS payment_month, NULL::date AS due_date
-                FROM etl.some_payments(ids) p WHERE p.etl_current AND p.etl_deleted_at IS NULL AND p.paid
-                UNION ALL  -- all unpaid payments: hash joins
-                SELECT p.currency_id, p.payment_type_id, p.paid, p.payment_amount,
-                       date_trunc('month', p.payment_date)::date,
-                       coalesce(s.agreed_payment_date, o.agreed_payment_date, p.payment_date)
+                SELECT 'by_type_month' AS figure, currency_id, date_trunc('month', payment_date)::date AS payment_month,
+                       payment_type_id, NULL::date AS due_date,
+                       coalesce(sum(payment_amount) FILTER (WHERE paid), 0) AS paid_amount,
+                       coalesce(sum(payment_amount) FILTER (WHERE NOT paid), 0) AS unpaid_amount, count(*) AS payments
+                FROM fact_payment WHERE etl_current AND etl_deleted_at IS NULL GROUP BY 2, 3, 4
+                UNION ALL
+                SELECT 'by_due_date', currency_id, NULL, NULL, NULL, sum(payment_amount), 0, count(*)
+                FROM fact_payment WHERE etl_current AND etl_deleted_at IS NULL AND paid GROUP BY 2
+                UNION ALL
+                SELECT 'by_due_date', p.currency_id, NULL, NULL, coalesce(s.agreed_payment_date, o.agreed_payment_date, p.payment_date),
+                       0, sum(p.payment_amount), count(*)
                 FROM fact_payment p
                 LEFT JOIN dim_transaction t USING (transaction_id)
                 LEFT JOIN fact_sales_order s ON s.sales_order_id = t.sales_order_id AND s.etl_current
                 LEFT JOIN fact_purchase_order o ON o.purchase_order_id = t.purchase_order_id AND o.etl_current
-                WHERE ids IS NULL AND p.etl_current AND p.etl_deleted_at IS NULL AND NOT p.paid
-                UNION ALL  -- a few unpaid ones: each order looked up through the indexes
-                SELECT p.currency_id, p.payment_type_id, p.paid, p.payment_amount,
-                       date_trunc('month', p.payment_date)::date, coalesce(a.agreed_payment_date, p.payment_date)
-                FROM fact_payment p LEFT JOIN LATERAL (
-                    SELECT agreed_payment_date FROM transaction_agreed_payment t WHERE t.transaction_id = p.transaction_id
-                    OFFSET 0  -- kept a per-payment lookup: flattened, it became a hash join of every order
-                ) a ON true
-                WHERE p.payment_id = ANY(ids) AND p.etl_current AND p.etl_deleted_at IS NULL AND NOT p.paid
-            ) p
-            GROUP BY GROUPING SETS ((currency_id, payment_month, payment_type_id), (currency_id, due_date))
-        ) p JOIN dim_currency c USING (currency_id)
-        GROUP BY figure, c.currency_code, payment_month, payment_type_id, due_date;
+                WHERE p.etl_current AND p.etl_deleted_at IS NULL AND NOT p.paid
+                GROUP BY 2, 5
+            ) p JOIN dim_currency c USING (currency_id)
+            GROUP BY figure, c.currency_code, payment_month, payment_type_id, due_date;
+    ELSE
+        workers := current_setting('max_parallel_workers_per_gather');
+        PERFORM set_config('max_parallel_workers_per_gather', '0', true);
+        RETURN QUERY
+            SELECT figure::varchar, c.currency_code::varchar, payment_month, payment_type_id, due_date,
+                   sum(paid_amount), sum(unpaid_amount), sum(payments)::bigint
+            FROM (
+                SELECT CASE WHEN GROUPING(payment_month) = 0 THEN 'by_type_month' ELSE 'by_due_date' END AS figure,
+                       currency_id, payment_month, payment_type_id, due_date,
+                       coalesce(sum(payment_amount) FILTER (WHERE paid), 0) AS paid_amount,
+                       coalesce(sum(payment_amount) FILTER (WHERE NOT paid), 0) AS unpaid_amount, count(*) AS payments
+                FROM (
+                    SELECT p.currency_id, p.payment_type_id, p.paid, p.payment_amount,
+                           date_trunc('month', p.payment_date)::date AS payment_month,
+                           CASE WHEN NOT p.paid THEN coalesce(a.agreed_payment_date, p.payment_date) END AS due_date
+                    FROM fact_payment p LEFT JOIN LATERAL (
+                        SELECT agreed_payment_date FROM transaction_agreed_payment t
+                        WHERE NOT p.paid AND t.transaction_id = p.transaction_id
+                        OFFSET 0  -- kept a per-payment lookup: flattened, it became a hash join of every order
+                    ) a ON true
+                    WHERE p.payment_id = ANY(ids) AND p.etl_current AND p.etl_deleted_at IS NULL
+                ) p
+                GROUP BY GROUPING SETS ((currency_id, payment_month, payment_type_id), (currency_id, due_date))
+            ) p JOIN dim_currency c USING (currency_id)
+            GROUP BY figure, c.currency_code, payment_month, payment_type_id, due_date;
+        PERFORM set_config('max_parallel_workers_per_gather', workers, true);
+    END IF;
 END
 $fn$;
 

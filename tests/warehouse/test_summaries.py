@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from shared.contract import TABLE_KEYS
 from shared.dashboard import queries
 from shared.lake import Lake
 from shared.load import load
@@ -45,6 +46,19 @@ def assert_summaries_exact(url: str) -> None:
         for table in SUMMARIES.values():
             assert summary_rows(conn, table) == kept[table], table
         conn.rollback()
+
+        # Each figures function has two queries, all ids (NULL) and some: given every id, the second gives the
+        # rows of the first, and leaves the session's parallel workers as it found them.
+        workers = "SELECT current_setting('max_parallel_workers_per_gather')"
+        before = conn.execute(workers).fetchone()
+        for fact, summary in SUMMARIES.items():
+            every = sql.SQL("SELECT array_agg(DISTINCT {}) FROM {}").format(
+                sql.Identifier(TABLE_KEYS[fact]), sql.Identifier(fact)
+            )
+            function = sql.Identifier("etl", summaries.FIGURES[summary])
+            per_id = conn.execute(sql.SQL("SELECT * FROM {}(({}))").format(function, every)).fetchall()
+            assert sorted(per_id, key=repr) == kept[summary], f"{summary}: the figures of every id"
+            assert conn.execute(workers).fetchone() == before
 
         filters = queries.default_filters(conn)
         assert filters.whole_range
