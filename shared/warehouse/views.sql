@@ -285,7 +285,7 @@ DROP FUNCTION IF EXISTS etl.some_sales_orders(integer[]), etl.some_purchase_orde
 -- (1 or -1) times them to the summary. PL/pgSQL, not SQL: its statements get plans for the actual `ids`.
 -- Two queries each, the same figures: all of them (a whole rebuild) as one aggregate per figure over the
 -- whole fact, which PostgreSQL spreads over its parallel workers (a grouping-sets aggregate cannot be split:
--- x100 sales 4.7 s -> 2.5 s); a few ids as one pass of grouping sets over the rows the version key's index
+-- x100 sales 5.1 s -> 3.3 s); a few ids as one pass of grouping sets over the rows the version key's index
 -- finds (one aggregate per figure would look each id up once per figure: 2,000 ids at x100, 20-35 -> 50-65 ms),
 -- without parallel workers (the planner would rather have them scan the whole fact: x100, 3,000 purchase orders,
 -- 41 ms through the index, 92 ms so).
