@@ -21,7 +21,9 @@ that changes them is a breaking change of the warehouse contract.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
@@ -38,6 +40,10 @@ _HEX_PAIRS = np.array(
 )
 # Rows per numpy batch: keeps each word column within the CPU cache (measured fastest around 64k).
 BATCH_ROWS = 1 << 16
+# Batches hashed at once, each on its own thread: numpy's and polars' loops release the GIL, so on two cores two
+# batches take about the time of one (x100 payments, 1.58M rows: 1.06-1.2 s -> 0.58-0.67 s). A frame of one
+# batch is hashed on the caller's thread.
+THREADS = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 # Bytes of zero-padded string words built at once (shared by the rows padded together; see _fold_strings).
 PAD_BYTES = 1 << 23
 _MAX_COLUMNS = 64  # the null mask is one 64-bit word
@@ -160,14 +166,21 @@ def row_hash(frame: pl.DataFrame, columns: Sequence[str]) -> pl.Series:
     selected = frame.select(columns)
     if selected.height == 0:
         return pl.Series("etl_row_hash", [], dtype=pl.String)
-    parts = []
-    with np.errstate(over="ignore"):  # the mixing arithmetic is modulo 2**64 by design
+
+    def hash_batch(start: int) -> pl.Series:
         # The words of one batch at a time: whole-column word arrays would cost 8 bytes per row and column.
-        for start in range(0, selected.height, BATCH_ROWS):
-            batch = selected.slice(start, BATCH_ROWS)
+        batch = selected.slice(start, BATCH_ROWS)
+        with np.errstate(over="ignore"):  # the mixing arithmetic is modulo 2**64 by design (set per thread)
             words, null_mask = _words(batch)
             strings = [batch.get_column(c) if w is None else None for c, w in zip(columns, words, strict=True)]
-            parts.append(_hash_batch(strings, words, null_mask))
+            return _hash_batch(strings, words, null_mask)
+
+    starts = range(0, selected.height, BATCH_ROWS)
+    if len(starts) == 1 or THREADS == 1:
+        parts = [hash_batch(start) for start in starts]
+    else:
+        with ThreadPoolExecutor(THREADS, thread_name_prefix="totes-row-hash") as pool:
+            parts = list(pool.map(hash_batch, starts))  # in batch order
     return pl.concat(parts).alias("etl_row_hash")
 
 

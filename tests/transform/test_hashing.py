@@ -134,6 +134,17 @@ def test_a_row_hashes_the_same_alone_in_a_batch_of_other_widths(monkeypatch: pyt
     assert row_hash(wide, ["s", "n"]).to_list() == expected
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_batches_hashed_on_threads_come_back_in_row_order(monkeypatch: pytest.MonkeyPatch, threads: int) -> None:
+    frame = pl.DataFrame({"s": [f"row {i}" * (i % 7) for i in range(1000)], "n": list(range(1000))})
+    alone = [row_hash(frame.slice(i, 1), ["s", "n"]).item() for i in range(0, 1000, 37)]
+    monkeypatch.setattr(hashing, "BATCH_ROWS", 64)
+    monkeypatch.setattr(hashing, "THREADS", threads)
+    hashed = row_hash(frame, ["s", "n"]).to_list()
+    assert len(hashed) == 1000 and len(set(hashed)) == 1000
+    assert hashed[::37] == alone
+
+
 def test_with_row_hash_appends_a_string_column_and_empty_frames_work() -> None:
     hashed = with_row_hash(_frame())
     assert hashed.columns == [*SCHEMA, "etl_row_hash"]
