@@ -239,7 +239,7 @@ def child_load(env: dict[str, str], run_id: str) -> dict[str, Any]:
 def child_copy(env: dict[str, str], run_id: str) -> dict[str, Any]:
     """In a fresh process: COPY the run's frames into unindexed tables in one transaction (timed)."""
     from shared import contract
-    from shared.load import read_curated, read_manifest
+    from shared.load import fetch_curated, read_curated, read_manifest
     from shared.warehouse import ledger, staging
 
     settings = load_settings(env, needs=("warehouse", "lake"))
@@ -254,7 +254,8 @@ def child_copy(env: dict[str, str], run_id: str) -> dict[str, Any]:
         conn.commit()
         for table in contract.TABLES:
             columns = staging.curated_columns(conn, table)
-            frame = read_curated(lake, run_id, manifest.files[table], columns)
+            entry = manifest.files[table]
+            frame = read_curated(lake, run_id, entry, columns, fetch_curated(lake, run_id, entry))
             target = sql.Identifier("plain", table)
             conn.execute(
                 sql.SQL("CREATE TABLE {} AS SELECT {} FROM {} WITH NO DATA").format(
