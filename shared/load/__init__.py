@@ -22,7 +22,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -322,8 +322,10 @@ def stage_run(conn: psycopg.Connection, lake: Lake, manifest: CuratedManifest, t
     a slice of it for a file of more than staging.STREAM_ROWS rows."""
     batch = Batch(rows=timer.rows)  # the timer's table spans report the rows counted here
     entries = [entry for table in TABLES if (entry := manifest.files.get(table)) is not None]
-    # The small files are downloaded at once, while the first ones are staged; a large one (a first load)
-    # is downloaded to local disk when its turn comes, so memory holds one large file at a time at most.
+    # The small files are downloaded at once, while the first ones are staged. The large ones (a first load)
+    # are streamed to local disk one after another, in staging order, by one background thread: the next one
+    # downloads while this one is copied. Memory holds one large file at a time at most; the disk holds the
+    # run's large files until the run is staged, as when each was downloaded in its turn.
     pool = io_pool("load-prefetch", PREFETCH_THREADS)
     prefetched = {
         entry.table: pool.submit(fetch_curated, lake, manifest.run_id, entry)
@@ -331,9 +333,20 @@ def stage_run(conn: psycopg.Connection, lake: Lake, manifest: CuratedManifest, t
         if entry.rows <= PREFETCH_ROWS
     }
     with tempfile.TemporaryDirectory(prefix="totes-load-") as folder:
-        for entry in entries:
-            future = prefetched.pop(entry.table, None)
-            _stage_file(conn, lake, manifest.run_id, entry, future, batch, timer, Path(folder))
+        downloads = ThreadPoolExecutor(1, thread_name_prefix="totes-load-download")
+        try:
+            downloaded = {
+                entry.table: downloads.submit(
+                    download_curated, lake, manifest.run_id, entry, Path(folder) / f"{entry.table}.parquet"
+                )
+                for entry in entries
+                if entry.table not in prefetched
+            }
+            for entry in entries:
+                future = prefetched.pop(entry.table, None) or downloaded.pop(entry.table)
+                _stage_file(conn, lake, manifest.run_id, entry, future, batch, timer)
+        finally:  # a failed run downloads nothing more; the one under way ends before its folder goes
+            downloads.shutdown(wait=True, cancel_futures=True)
     return batch
 
 
@@ -342,19 +355,20 @@ def _stage_file(
     lake: Lake,
     run_id: str,
     entry: CuratedFile,
-    prefetched: Future[bytes] | None,
+    fetched: Future[bytes] | Future[tuple[Path, str]],
     batch: Batch,
     timer: Timer,
-    folder: Path,
 ) -> None:
-    """Read one curated file (its bytes downloaded beforehand if `prefetched`) and stage or copy it."""
+    """Read one curated file (its bytes, or the local path and sha256 of its download, from `fetched`) and
+    stage or copy it."""
     table = entry.table
     batch.columns[table] = staging.curated_columns(conn, table)
     with timer("read", table):
-        if prefetched is not None:
-            rows = staging.rows_of(read_curated(lake, run_id, entry, batch.columns[table], prefetched.result()))
+        got = fetched.result()
+        if isinstance(got, bytes):
+            rows = staging.rows_of(read_curated(lake, run_id, entry, batch.columns[table], got))
         else:
-            rows = open_curated(lake, run_id, entry, batch.columns[table], folder / f"{table}.parquet")
+            rows = open_curated(lake, run_id, entry, batch.columns[table], *got)
     with timer("staging", table):
         first_load = rows.height >= bulk.FIRST_LOAD_ROWS and bulk.is_empty(conn, table)
         if first_load and table in FACTS:
@@ -397,14 +411,21 @@ def read_curated(lake: Lake, run_id: str, entry: CuratedFile, columns: Sequence[
     return frame.select(columns)
 
 
-def open_curated(lake: Lake, run_id: str, entry: CuratedFile, columns: Sequence[str], path: Path) -> staging.Rows:
-    """Download one curated file to `path` in a stream and check it as `read_curated` does; its rows, read
-    whole or, past staging.STREAM_ROWS rows, left on disk to be read a slice at a time."""
-    where = _where(lake, run_id, entry)
+def download_curated(lake: Lake, run_id: str, entry: CuratedFile, path: Path) -> tuple[Path, str]:
+    """Stream one curated file to `path`; the path and the sha256 of what was written. TerminalError if the
+    file is missing."""
     try:
-        digest = lake.download(lake.curated, entry.file, path)
+        return path, lake.download(lake.curated, entry.file, path)
     except ResourceNotFoundError as exc:
-        raise TerminalError(f"{where}: the file named by the manifest does not exist") from exc
+        raise TerminalError(f"{_where(lake, run_id, entry)}: the file named by the manifest does not exist") from exc
+
+
+def open_curated(
+    lake: Lake, run_id: str, entry: CuratedFile, columns: Sequence[str], path: Path, digest: str
+) -> staging.Rows:
+    """Check one curated file downloaded to `path` (`download_curated`, sha256 `digest`) as `read_curated`
+    does; its rows, read whole or, past staging.STREAM_ROWS rows, left on disk to be read a slice at a time."""
+    where = _where(lake, run_id, entry)
     _check_hash(where, entry, digest)
     try:
         found = list(pl.read_parquet_schema(path))

@@ -15,6 +15,7 @@ import polars as pl
 import psycopg
 import pytest
 
+from shared import load as load_stage
 from shared.errors import TerminalError, TransientError
 from shared.lake import Lake
 from shared.load import load, parse_message, status
@@ -351,6 +352,8 @@ def _corrupt(manifest: dict[str, Any], how: str) -> None:
         entry["rows"] += 1
     elif how == "table":
         manifest["tables"]["fact_sales"] = manifest["tables"].pop("fact_sales_order")
+    elif how == "missing file":
+        entry["file"] = entry["file"].replace(".parquet", "-gone.parquet")
 
 
 @pytest.mark.parametrize(
@@ -361,11 +364,25 @@ def _corrupt(manifest: dict[str, Any], how: str) -> None:
         ("table", rf"run {R1}: manifest .* names unknown warehouse table 'fact_sales'"),
         ("columns", rf"run {R1}, table fact_sales_order, file .*missing \['units_sold'\], extra \['units'\]"),
         ("unknown run", rf"unknown run {R1}: no manifest curated-\w+/_runs/{R1}.json"),
+        (
+            "missing file",
+            rf"run {R1}, table fact_sales_order, file .*-gone.parquet: the file named by the manifest does not exist",
+        ),
     ],
 )
+@pytest.mark.parametrize("prefetch_rows", [load_stage.PREFETCH_ROWS, 0], ids=["in memory", "downloaded ahead"])
 def test_unusable_input_is_terminal_and_loads_nothing(
-    how: str, message: str, curated: CuratedRuns, lake: Lake, warehouse_settings: Settings
+    how: str,
+    message: str,
+    prefetch_rows: int,
+    curated: CuratedRuns,
+    lake: Lake,
+    warehouse_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Every check holds whether a file is read from memory (a small one) or downloaded to disk in the
+    background while the files before it are staged (a large one)."""
+    monkeypatch.setattr(load_stage, "PREFETCH_ROWS", prefetch_rows)
     run = base_run()
     if how == "columns":
         run["fact_sales_order"] = run["fact_sales_order"].rename({"units_sold": "units"})
