@@ -51,7 +51,7 @@ test: setup browser  ## run the test suite against real PostgreSQL and Azurite; 
 lint: setup  ## ruff, mypy, bandit, pip-audit
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared function_app.py
+	$(BIN)/mypy shared function_app.py bench
 	$(BIN)/bandit -q -c pyproject.toml -r shared function_app.py
 	$(BIN)/pip-audit --skip-editable --progress-spinner off $(PIP_AUDIT_ARGS)
 
