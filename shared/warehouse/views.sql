@@ -222,9 +222,9 @@ FROM etl.load_run;
 -- needs nothing here; a currency whose code changes rebuilds them). Per currency code, not id: a page's top
 -- ten is then an index scan of the summary, where regrouping ids to codes sorted it whole (0.8 s at x100). One row per (figure, its keys); the figures are the grouping
 -- sets of the page's query. The load keeps them inside its transaction (shared/warehouse/summaries.py):
--- before it merges a run it withdraws the contributions of the orders and payments the run touches
--- (etl.add_*_summary(ids, -1)), after its facts and deletes it adds them back as they now stand (+1), so
--- they follow new versions, deletions and replays exactly. A whole rebuild inserts etl.<x>_figures(NULL)
+-- before it merges a run it keeps the figures of the orders and payments the run touches as they stand
+-- (etl.<x>_figures(ids) into a temporary table), after its facts and deletes it adds what they changed by
+-- (as they now stand minus as they stood) in one upsert, so they follow new versions, deletions and replays exactly. A whole rebuild inserts etl.<x>_figures(NULL)
 -- on empty tables (a first load, and the first time these tables are created in a warehouse with facts).
 CREATE TABLE IF NOT EXISTS sales_summary (
     figure varchar NOT NULL,  -- by_month, top_designs, top_counterparties, by_location, top_staff
@@ -277,12 +277,15 @@ CREATE INDEX IF NOT EXISTS dim_transaction_sales_order ON dim_transaction (sales
 CREATE INDEX IF NOT EXISTS dim_transaction_purchase_order ON dim_transaction (purchase_order_id);
 CREATE INDEX IF NOT EXISTS fact_payment_transaction ON fact_payment (transaction_id) WHERE etl_current;
 
--- What the figures read their facts through before they took two queries each; gone from a warehouse they were in.
+-- What the figures read their facts through before they took two queries each, and what added sign * the figures
+-- of some ids to a summary before a run's change was one upsert (summaries.py); gone from a warehouse they were in.
 DROP FUNCTION IF EXISTS etl.some_sales_orders(integer[]), etl.some_purchase_orders(integer[]), etl.some_payments(integer[]);
+DROP FUNCTION IF EXISTS etl.add_sales_summary(integer[], integer), etl.add_purchase_summary(integer[], integer),
+    etl.add_payment_summary(integer[], integer);
 
 -- etl.<x>_figures(ids): the summary rows of the current, not deleted orders (payments) `ids` (NULL: all of
--- them), read-only (`totes verify` compares a summary with them); etl.add_<x>_summary(ids, sign) adds `sign`
--- (1 or -1) times them to the summary. PL/pgSQL, not SQL: its statements get plans for the actual `ids`.
+-- them), read-only (`totes verify` compares a summary with them; a load keeps a run's before and after).
+-- PL/pgSQL, not SQL: its statements get plans for the actual `ids`.
 -- Two queries each, the same figures: all of them (a whole rebuild) as one aggregate per figure over the
 -- whole fact, which PostgreSQL spreads over its parallel workers (a grouping-sets aggregate cannot be split:
 -- x100 sales 5.1 s -> 3.3 s); a few ids as one pass of grouping sets over the rows the version key's index
@@ -350,18 +353,6 @@ BEGIN
 END
 $fn$;
 
-CREATE OR REPLACE FUNCTION etl.add_sales_summary(ids integer[], sign integer) RETURNS void LANGUAGE plpgsql AS $fn$
-BEGIN
-    INSERT INTO sales_summary AS t
-    SELECT f.figure, f.currency_code, f.created_month, f.design_id, f.counterparty_id, f.location_id, f.staff_id,
-           sign * f.revenue, sign * f.orders, sign * f.units
-    FROM etl.sales_figures(ids) f
-    ON CONFLICT ON CONSTRAINT sales_summary_key DO UPDATE
-        SET revenue = t.revenue + excluded.revenue, orders = t.orders + excluded.orders, units = t.units + excluded.units;
-    DELETE FROM sales_summary WHERE orders = 0 AND sign > 0;
-END
-$fn$;
-
 CREATE OR REPLACE FUNCTION etl.purchase_figures(ids integer[]) RETURNS SETOF purchase_summary LANGUAGE plpgsql STABLE AS $fn$
 DECLARE
     workers text;
@@ -403,18 +394,6 @@ BEGIN
             GROUP BY figure, c.currency_code, created_month, counterparty_id, item_code;
         PERFORM set_config('max_parallel_workers_per_gather', workers, true);
     END IF;
-END
-$fn$;
-
-CREATE OR REPLACE FUNCTION etl.add_purchase_summary(ids integer[], sign integer) RETURNS void LANGUAGE plpgsql AS $fn$
-BEGIN
-    INSERT INTO purchase_summary AS t
-    SELECT f.figure, f.currency_code, f.created_month, f.counterparty_id, f.item_code,
-           sign * f.spend, sign * f.orders, sign * f.items
-    FROM etl.purchase_figures(ids) f
-    ON CONFLICT ON CONSTRAINT purchase_summary_key DO UPDATE
-        SET spend = t.spend + excluded.spend, orders = t.orders + excluded.orders, items = t.items + excluded.items;
-    DELETE FROM purchase_summary WHERE orders = 0 AND sign > 0;
 END
 $fn$;
 
@@ -480,19 +459,6 @@ BEGIN
             GROUP BY figure, c.currency_code, payment_month, payment_type_id, due_date;
         PERFORM set_config('max_parallel_workers_per_gather', workers, true);
     END IF;
-END
-$fn$;
-
-CREATE OR REPLACE FUNCTION etl.add_payment_summary(ids integer[], sign integer) RETURNS void LANGUAGE plpgsql AS $fn$
-BEGIN
-    INSERT INTO payment_summary AS t
-    SELECT f.figure, f.currency_code, f.payment_month, f.payment_type_id, f.due_date,
-           sign * f.paid_amount, sign * f.unpaid_amount, sign * f.payments
-    FROM etl.payment_figures(ids) f
-    ON CONFLICT ON CONSTRAINT payment_summary_key DO UPDATE
-        SET paid_amount = t.paid_amount + excluded.paid_amount, unpaid_amount = t.unpaid_amount + excluded.unpaid_amount,
-            payments = t.payments + excluded.payments;
-    DELETE FROM payment_summary WHERE payments = 0 AND sign > 0;
 END
 $fn$;
 

@@ -41,8 +41,12 @@ def assert_summaries_exact(url: str) -> None:
         kept = {table: summary_rows(conn, table) for table in SUMMARIES.values()}
         assert all(kept.values()), "the load filled every summary"
         conn.execute("TRUNCATE sales_summary, purchase_summary, payment_summary")
-        for function in ("add_sales_summary", "add_purchase_summary", "add_payment_summary"):
-            conn.execute(sql.SQL("SELECT {}(NULL, 1)").format(sql.Identifier("etl", function)))
+        for table, function in summaries.FIGURES.items():
+            conn.execute(
+                sql.SQL("INSERT INTO {} SELECT * FROM {}(NULL)").format(
+                    sql.Identifier(table), sql.Identifier("etl", function)
+                )
+            )
         for table in SUMMARIES.values():
             assert summary_rows(conn, table) == kept[table], table
         conn.rollback()
@@ -105,6 +109,20 @@ def test_summaries_stay_exact_through_changes_and_deletes(settings: Settings, la
         assert due is not None and due[0] > 0, "the moved agreed payment date reached the payments' due dates"
         codes = conn.execute("SELECT DISTINCT currency_code FROM sales_summary ORDER BY 1").fetchall()
         assert ("GBP",) not in codes, "the renamed currency's figures moved to its new code"
+
+    with psycopg.connect(source) as src:  # the date moves on (a run of changes, not a rebuild): its row empties
+        src.execute(
+            "UPDATE sales_order SET agreed_payment_date = '2019-02-03', last_updated = now() WHERE sales_order_id = %s",
+            order,
+        )
+    run_cycle(settings, lake)
+    assert_summaries_exact(warehouse)
+    with psycopg.connect(warehouse) as conn:
+        dates = conn.execute(
+            "SELECT DISTINCT due_date::text FROM payment_summary WHERE figure = 'by_due_date'"
+            " AND due_date IN ('2019-02-03', '2020-01-01')"
+        ).fetchall()
+        assert dates == [("2019-02-03",)], "the emptied due date's row is deleted, the new one added"
 
     with psycopg.connect(source) as src:  # hard deletes, found by a reconcile
         src.execute("DELETE FROM sales_order WHERE sales_order_id = 9")
