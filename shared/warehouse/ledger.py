@@ -34,19 +34,25 @@ def lock_loads(conn: psycopg.Connection) -> None:
 
 
 def ensure_schema(conn: psycopg.Connection) -> bool:
-    """Apply the warehouse DDL unless this exact version was applied already; True if it was applied.
+    """Apply the warehouse DDL unless this exact version was the last applied; True if it was applied.
 
     Re-running the DDL on every load would take CREATE OR REPLACE VIEW's exclusive lock on the
-    analysts' views for the whole load transaction, so the script's digest is remembered instead.
+    analysts' views for the whole load transaction, so the script's digest is remembered instead. The last
+    one applied, not any: code rolled back to an earlier version puts its own DDL back (a newer one may
+    have dropped a function it calls).
     """
     digest = hashlib.sha256(schema_sql().encode()).hexdigest()
     row = conn.execute("SELECT to_regclass('etl.schema_applied') IS NOT NULL").fetchone()
     if row and row[0]:
-        applied = conn.execute("SELECT 1 FROM etl.schema_applied WHERE sha256 = %s", (digest,)).fetchone()
-        if applied:
+        last = conn.execute("SELECT sha256 FROM etl.schema_applied ORDER BY applied_at DESC LIMIT 1").fetchone()
+        if last and last[0] == digest:
             return False
     apply_schema(conn)
-    conn.execute("INSERT INTO etl.schema_applied (sha256) VALUES (%s) ON CONFLICT DO NOTHING", (digest,))
+    conn.execute(
+        "INSERT INTO etl.schema_applied (sha256, applied_at) VALUES (%s, clock_timestamp())"
+        " ON CONFLICT (sha256) DO UPDATE SET applied_at = excluded.applied_at",
+        (digest,),
+    )
     return True
 
 

@@ -139,6 +139,18 @@ def test_the_ddl_is_applied_once_per_version(empty_warehouse: str) -> None:
         conn.execute("UPDATE etl.schema_applied SET sha256 = 'an older script'")
         assert ledger.ensure_schema(conn) is True
         assert conn.execute("SELECT count(*) FROM etl.schema_applied").fetchone() == (2,)
+        assert ledger.ensure_schema(conn) is False
+
+
+def test_code_rolled_back_to_a_version_applied_before_applies_its_ddl_again(empty_warehouse: str) -> None:
+    with psycopg.connect(empty_warehouse) as conn:
+        assert ledger.ensure_schema(conn) is True
+        # a newer version's DDL, applied after this one's, dropped a function this version's load calls
+        conn.execute("INSERT INTO etl.schema_applied VALUES ('a newer script', clock_timestamp())")
+        conn.execute("DROP FUNCTION etl.sales_figures(integer[]) CASCADE")
+        assert ledger.ensure_schema(conn) is True
+        assert conn.execute("SELECT to_regprocedure('etl.sales_figures(integer[])') IS NOT NULL").fetchone() == (True,)
+        assert ledger.ensure_schema(conn) is False
 
 
 CONSTRAINTS = (
