@@ -2,8 +2,10 @@
 
 An event (a raw manifest's blob event, a load message, a timer tick) only says "there is work". The
 invocation that gets the stage's lock does every run that waits for the stage, in run-id order (run ids
-start with their extract time), and re-lists until nothing waits; an invocation that finds the lock
-held yields, because the holder drains its run too. So the transform state and the warehouse advance
+start with their extract time); an invocation that finds the transform lease held yields, because the
+holder drains its run too, so the transform drain re-lists until nothing waits. A load drain loads the runs
+it listed (a run transformed meanwhile has a load message of its own, and a lost one is found by the
+extract timer's drain). So the transform state and the warehouse advance
 exactly as a strictly sequential pipeline would, whatever order and concurrency the events come in.
 
 - transform: the blob lease curated/_state/transform.lease (finite, renewed). A run waits while its raw
@@ -34,7 +36,7 @@ from shared.contract import (
     run_id_from_blob,
 )
 from shared.errors import EtlError, TransientError
-from shared.lake import ConcurrentUpdateError, Lake, io_pool
+from shared.lake import ConcurrentUpdateError, Lake, Versioned, io_pool
 from shared.load import LoadResult, load, load_message, parse_message
 from shared.settings import Settings
 from shared.transform.stage import TransformOutcome, lake_from_environment, transform
@@ -44,6 +46,9 @@ log = logging.getLogger(__name__)
 # The transform lease's duration: the shortest finite blob lease, so a holder killed mid-drain blocks the
 # next drain for at most this long (a live holder renews it every third of it).
 TRANSFORM_LEASE_SECONDS = 15
+
+
+NO_CURSOR = Versioned(None, None)
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,18 @@ class Pending:
     held: list[str] = field(default_factory=list)
     load: list[str] | None = None
     done_through: str | None = None  # every listed run up to this one is loaded or superseded
+    drained_through: str | None = None  # ... once the runs in `load` are loaded too
+    cursor: Versioned = NO_CURSOR  # the cursor blob as it was read with the listing
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One look at the lake: the raw, curated and quarantined runs from the cursor's month on, and the cursor."""
+
+    raw: set[str]
+    curated: set[str]
+    quarantined: set[str]
+    cursor: Versioned
 
 
 @dataclass(frozen=True)
@@ -65,6 +82,7 @@ class TransformDrain:
     outcomes: list[TransformOutcome] = field(default_factory=list)
     yielded: bool = False
     blocked_by: str | None = None
+    pending: Pending | None = None  # what the last listing found waiting (with the loads, given settings)
 
     @property
     def load_message(self) -> str | None:
@@ -133,11 +151,17 @@ def _months(first: str, now: datetime | None) -> list[str]:
 
 def pending(lake: Lake, settings: Settings | None = None) -> Pending:
     """The runs waiting per stage, in run order, from the lake (and the ledger when `settings` name a warehouse)."""
+    return _waiting(_listings(lake), settings)
+
+
+def _waiting(listed: Listing, settings: Settings | None) -> Pending:
+    """The runs waiting per stage in `listed` (and the ledger when `settings` name a warehouse)."""
     from shared.backlog import loaded_runs
 
-    raw_runs, curated_runs, quarantined, since = _listings(lake)
-    raw = {r for r in raw_runs if since is None or r > since}
-    curated = {r for r in curated_runs if since is None or r > since}
+    since = _cursor_in(listed.cursor.data)
+    raw = {r for r in listed.raw if since is None or r > since}
+    curated = {r for r in listed.curated if since is None or r > since}
+    quarantined = listed.quarantined
     superseded = {r for r in quarantined if any(other.startswith(r + RETRY_SUFFIX) for other in raw | curated)}
     todo: list[str] = []
     held: list[str] = []
@@ -150,19 +174,31 @@ def pending(lake: Lake, settings: Settings | None = None) -> Pending:
         else:
             todo.append(run)
     if settings is None or settings.warehouse_db_url is None:
-        return Pending(todo, blocked_by, held)
+        return Pending(todo, blocked_by, held, cursor=listed.cursor)
     loaded = loaded_runs(settings, curated)
     waiting = sorted(curated - loaded)
-    done_through = since
-    for run in sorted(raw | curated):
-        if run in loaded or run in superseded:
-            done_through = run
-        else:
+    return Pending(
+        todo,
+        blocked_by,
+        held,
+        waiting,
+        _through(sorted(raw | curated), loaded | superseded, since),
+        _through(sorted(raw | curated), curated | superseded, since),
+        listed.cursor,
+    )
+
+
+def _through(runs: list[str], done: set[str], since: str | None) -> str | None:
+    """The last of `runs` (in order) before the first one not in `done`; `since` if the first is not."""
+    through = since
+    for run in runs:
+        if run not in done:
             break
-    return Pending(todo, blocked_by, held, waiting, done_through)
+        through = run
+    return through
 
 
-def _listings(lake: Lake) -> tuple[set[str], set[str], set[str], str | None]:
+def _listings(lake: Lake) -> Listing:
     """The raw runs, curated runs and quarantined runs from the cursor's month on, and the cursor.
 
     The cursor is read alongside the listings of this month (where it nearly always is), so a drain's check
@@ -171,30 +207,33 @@ def _listings(lake: Lake) -> tuple[set[str], set[str], set[str], str | None]:
     now = datetime.now(UTC)
     places = ((lake.raw, RUNS_PREFIX), (lake.curated, RUNS_PREFIX), (lake.curated, QUARANTINE_PREFIX))
     pool = io_pool("drain-list", 2 * len(places) + 1)
-    cursor = pool.submit(read_cursor, lake)
+    cursor = pool.submit(lake.read_versioned, lake.curated, DRAIN_CURSOR_NAME)
     recent = [_starts(prefix, f"{now:%Y%m}", now) for _, prefix in places]
     listed = [
         pool.submit(_list_starts, lake, container, prefix, starts)
         for (container, prefix), starts in zip(places, recent, strict=True)
     ]
-    since = cursor.result()
+    read = cursor.result()
+    since = _cursor_in(read.data)
     earlier = [
         pool.submit(_list_starts, lake, container, prefix, [s for s in _starts(prefix, since, now) if s not in starts])
         for (container, prefix), starts in zip(places, recent, strict=True)
     ]
     found = [a.result() | b.result() for a, b in zip(listed, earlier, strict=True)]
-    return found[0], found[1], found[2], since
+    return Listing(found[0], found[1], found[2], read)
 
 
-def drain_transforms(lake: Lake, *, wait_s: float = 0) -> TransformDrain:
+def drain_transforms(lake: Lake, *, wait_s: float = 0, settings: Settings | None = None) -> TransformDrain:
     """Transform every pending raw run in run order under the transform lease; yield if another holds it
-    (after waiting up to `wait_s` seconds for it: the in-process cycle waits out a killed holder's lease)."""
+    (after waiting up to `wait_s` seconds for it: the in-process cycle waits out a killed holder's lease).
+    With `settings`, its last listing also gives the runs waiting for the load (`TransformDrain.pending`)."""
     outcomes: list[TransformOutcome] = []
     deadline = time.monotonic() + wait_s
     # Listed before the lease is taken: with nothing waiting there is nothing to lease (a run extracted after
     # this listing has an event of its own). A run listed here that another drain transforms before this one
     # gets the lease is found done by `transform` ("already_done").
-    waiting = pending(lake)
+    listed = _listings(lake)
+    waiting = _waiting(listed, None)
     while waiting.transform:
         with lake.lease(lake.curated, TRANSFORM_LEASE_NAME, TRANSFORM_LEASE_SECONDS) as lease:
             if lease is None:
@@ -216,26 +255,28 @@ def drain_transforms(lake: Lake, *, wait_s: float = 0) -> TransformDrain:
                     break  # the runs after it are held back now
         # Listed once the lease is released: runs extracted meanwhile, and any whose trigger found the lease
         # held (it relied on this drain), are seen here and drained by another round.
-        waiting = pending(lake)
-    return TransformDrain(outcomes, blocked_by=waiting.blocked_by)
+        listed = _listings(lake)
+        waiting = _waiting(listed, None)
+    last = _waiting(listed, settings) if settings is not None else waiting
+    return TransformDrain(outcomes, blocked_by=waiting.blocked_by, pending=last)
 
 
-def drain_loads(settings: Settings, lake: Lake) -> list[LoadResult]:
-    """Load every curated run with no ledger row, in run order, each in its own transaction; then move the cursor."""
-    results: list[LoadResult] = []
-    while True:
+def drain_loads(settings: Settings, lake: Lake, waiting: Pending | None = None) -> list[LoadResult]:
+    """Load every curated run with no ledger row, in run order, each in its own transaction; then move the cursor.
+
+    The runs are those of `waiting` (a listing with the loads, e.g. a transform drain's last) or of a listing
+    made now."""
+    if waiting is None or waiting.load is None:
         waiting = pending(lake, settings)
-        if not waiting.load:
-            _advance_cursor(lake, waiting.done_through)
-            return results
-        for run_id in waiting.load:
-            results.append(load(settings, lake, run_id))
+    results = [load(settings, lake, run_id) for run_id in waiting.load or ()]
+    _advance_cursor(lake, waiting.drained_through, waiting.cursor)
+    return results
 
 
 def drain(settings: Settings, lake: Lake, *, wait_s: float = 0) -> tuple[TransformDrain, list[LoadResult]]:
     """The whole backlog, oldest first: every pending transform, then every pending load."""
-    transformed = drain_transforms(lake, wait_s=wait_s)
-    return transformed, drain_loads(settings, lake)
+    transformed = drain_transforms(lake, wait_s=wait_s, settings=settings)
+    return transformed, drain_loads(settings, lake, transformed.pending)
 
 
 def drain_message(settings: Settings, lake: Lake, body: str) -> LoadResult:
@@ -262,15 +303,13 @@ def drain_blob(blob_name: str, lake: Lake | None = None) -> TransformDrain:
     return drain_transforms(lake or lake_from_environment())
 
 
-def _advance_cursor(lake: Lake, done_through: str | None) -> None:
-    """Move the cursor forward to `done_through` (a hint for listing: a lost race or a storage error is ignored)."""
-    if done_through is None:
-        return
-    current = lake.read_versioned(lake.curated, DRAIN_CURSOR_NAME)
-    if current.data is not None and (_cursor_in(current.data) or "") >= done_through:
+def _advance_cursor(lake: Lake, done_through: str | None, read: Versioned) -> None:
+    """Move the cursor forward to `done_through` from `read`, the cursor blob as last read (a hint for listing:
+    a lost race or a storage error is ignored)."""
+    if done_through is None or (_cursor_in(read.data) or "") >= done_through:
         return
     body = json.dumps({"done_through": done_through}).encode()
     try:
-        lake.write_versioned(lake.curated, DRAIN_CURSOR_NAME, body, current.etag)
+        lake.write_versioned(lake.curated, DRAIN_CURSOR_NAME, body, read.etag)
     except (ConcurrentUpdateError, TransientError) as exc:
         log.info("drain cursor not moved to %s (%s); the next drain lists a little more", done_through, exc)

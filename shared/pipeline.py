@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from shared.backlog import record_backlog
 from shared.contract import quarantine_name
 from shared.drain import TRANSFORM_LEASE_SECONDS, TransformDrain, drain, drain_loads, drain_transforms
-from shared.errors import TerminalError
+from shared.errors import EtlError, TerminalError
 from shared.extract import ExtractResult, extract
 from shared.lake import Lake
 from shared.load import LoadResult
@@ -42,26 +42,32 @@ class CycleSummary:
 
 
 def run_cycle(settings: Settings, lake: Lake | None = None, *, progress: Progress = _quiet) -> CycleSummary:
-    """Finish the backlog (every pending transform, then load, oldest first), extract the source's changes,
-    then drain again (the new run); raise while a quarantined run holds runs back."""
+    """Extract the source's changes, then drain every pending run (transform, then load, oldest first: the
+    backlog, then the new run); raise while a quarantined run holds runs back. An extract that fails or yields
+    to another still drains the backlog before it returns (or raises)."""
     settings.require("source", "warehouse", "lake")
     lake = lake or Lake.from_settings(settings)
     lake.ensure()
     durations: dict[str, float] = {}
 
     started = time.perf_counter()
-    before = _drain(settings, lake, progress, "backlog")
-    durations["backlog"] = time.perf_counter() - started
-    started = time.perf_counter()
     progress("extract: reading changed rows from totesys ...")
-    extracted = extract(settings, lake)
+    try:
+        extracted = extract(settings, lake)
+    except EtlError:
+        _drain(settings, lake, progress, "backlog")
+        raise
     durations["extract"] = time.perf_counter() - started
     if extracted.yielded:
         progress("extract: another extract is running; this cycle yielded")
+        _drain(settings, lake, progress, "backlog")
         return CycleSummary(run_id=None, extract=extracted, durations=durations)
     if extracted.run_id is None:
         progress(f"extract: no changes ({durations['extract']:.2f} s)")
-        _check_blocked(lake, before.blocked_by)
+        started = time.perf_counter()
+        transformed = _drain(settings, lake, progress, "backlog")
+        durations["backlog"] = time.perf_counter() - started
+        _check_blocked(lake, transformed.blocked_by)
         record_backlog(lake, settings)
         return CycleSummary(run_id=None, extract=extracted, durations=durations)
     for table, rows in extracted.rows.items():
@@ -70,8 +76,9 @@ def run_cycle(settings: Settings, lake: Lake | None = None, *, progress: Progres
 
     started = time.perf_counter()
     progress("transform: building the star schemas ...")
-    transformed = drain_transforms(lake, wait_s=TRANSFORM_LEASE_SECONDS + 5)
+    transformed = drain_transforms(lake, wait_s=TRANSFORM_LEASE_SECONDS + 5, settings=settings)
     durations["transform"] = time.perf_counter() - started
+    _report(progress, "backlog", [o for o in transformed.outcomes if o.run_id != extracted.run_id], [])
     _check_blocked(lake, transformed.blocked_by)
     outcome = next((o for o in transformed.outcomes if o.run_id == extracted.run_id), None)
     for table, rows in (outcome.rows if outcome else {}).items():
@@ -80,8 +87,9 @@ def run_cycle(settings: Settings, lake: Lake | None = None, *, progress: Progres
 
     started = time.perf_counter()
     progress("load: merging into the warehouse in one transaction per run ...")
-    loads = drain_loads(settings, lake)
+    loads = drain_loads(settings, lake, transformed.pending)
     durations["load"] = time.perf_counter() - started
+    _report(progress, "backlog", [], [r for r in loads if r.run_id != extracted.run_id])
     loaded = next((r for r in loads if r.run_id == extracted.run_id), None)
     for table, rows in (loaded.rows if loaded else {}).items():
         progress(f"load: {table:<20} {rows:>10,} rows")
@@ -93,11 +101,16 @@ def run_cycle(settings: Settings, lake: Lake | None = None, *, progress: Progres
 def _drain(settings: Settings, lake: Lake, progress: Progress, what: str) -> TransformDrain:
     """Every pending run, transform then load, oldest first; the transform drain's result."""
     transformed, loads = drain(settings, lake, wait_s=TRANSFORM_LEASE_SECONDS + 5)
-    for outcome in transformed.outcomes:
+    _report(progress, what, transformed.outcomes, loads)
+    return transformed
+
+
+def _report(progress: Progress, what: str, outcomes: list[TransformOutcome], loads: list[LoadResult]) -> None:
+    """A progress line per run transformed and per run loaded."""
+    for outcome in outcomes:
         progress(f"{what}: transform of run {outcome.run_id}: {outcome.status}")
     for result in loads:
         progress(f"{what}: load of run {result.run_id}: {'already loaded' if result.already_loaded else 'loaded'}")
-    return transformed
 
 
 def _check_blocked(lake: Lake, blocked_by: str | None) -> None:
