@@ -149,8 +149,9 @@ def _transform(lake: Lake, run_id: str) -> TransformOutcome:
     with tempfile.TemporaryDirectory(prefix="totes-transform-") as folder:
         try:
             manifest = _parse_raw_manifest(run_id, raw_manifest, f"{lake.raw}/{name}")
+            reading = io_pool("transform-state", 1).submit(read_state, lake)  # while the raw files come
             staged, warnings = stage_raw(lake, manifest, Path(folder), _date_window(manifest))
-            state = read_state(lake)
+            state = reading.result()
             previous = {t: blob.frame for t, blob in state.items() if blob.frame is not None}
             phases["read"] = time.perf_counter() - started
             try:
@@ -172,8 +173,13 @@ def _transform(lake: Lake, run_id: str) -> TransformOutcome:
         warnings += built.warnings
         for message in built.warnings:
             log.warning("run %s: %s", run_id, message)
+        # The state and the outputs are written at once: the state merges by key (order-insensitive), so a
+        # run retried after a crash between the two builds the same outputs whichever was written.
+        writing = io_pool("transform-state", 1).submit(
+            write_state, lake, state, drop_deleted(built.state, manifest.deleted)
+        )
         files = write_outputs(lake, run_id, built.outputs)
-    write_state(lake, state, drop_deleted(built.state, manifest.deleted))
+        writing.result()
     curated = CuratedManifest(
         run_id=run_id,
         extracted_at=manifest.extracted_at,
