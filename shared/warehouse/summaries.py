@@ -59,8 +59,9 @@ LOOKED_UP: dict[str, tuple[str, ...]] = {
 
 
 # A run that touches at least REBUILD_IDS natural ids of a fact table, and at least 1/REBUILD_RATIO of its rows,
-# rebuilds that table's summary whole instead: each touched id costs two upserts, several times what one row
-# costs a rebuild (x10, 100,000 changes: withdraw + restore of the three 2.3 s, rebuilding them 0.7 s).
+# rebuilds that table's summary whole instead: each touched id's figures are taken twice and upserted, several
+# times what one row costs a rebuild (x10, 100,000 changes, when it was two upserts: withdraw + restore of the
+# three 2.3 s, rebuilding them 0.7 s).
 REBUILD_IDS = 10_000
 REBUILD_RATIO = 8
 # The work_mem of a whole rebuild's figures (transaction-local, restored after): their grouping sets and the
