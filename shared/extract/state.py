@@ -6,11 +6,13 @@ if unchanged since (Lake.write_versioned), so two overlapping runs cannot both a
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from shared.contract import WATERMARKS_NAME
@@ -35,9 +37,11 @@ class ExtractState:
     last_changes_at: datetime | None = None
     # Source columns the pipeline does not know, already reported (warned about once, then archived).
     extra_columns: dict[str, list[str]] = field(default_factory=dict)
-    # Per table, [key, row hash] of the rows within the lookback of the watermark, already archived
-    # (None: too many to keep, so the next run re-writes its whole window).
-    tails: dict[str, list[list[int]] | None] = field(default_factory=dict)
+    # Per table, (key, row hash) of the rows within the lookback of the watermark, already archived, encoded
+    # (encode_tail: base64 of the keys as little-endian int32, then the hashes as uint64, by key; a list of
+    # [key, hash] pairs in states written before 2026-12-03, read alike); None: too many to keep, so the next
+    # run re-writes its whole window.
+    tails: dict[str, str | None] = field(default_factory=dict)
 
     # A run that wrote its data files and was about to write its manifest: the state it advances to.
     # The next run adopts it if that manifest exists (the run committed) and drops it otherwise.
@@ -66,7 +70,7 @@ class ExtractState:
             last_checked_at=_parse_optional(doc.get("last_checked_at")),
             last_changes_at=_parse_optional(doc.get("last_changes_at")),
             extra_columns={t: list(v) for t, v in doc.get("extra_columns", {}).items()},
-            tails={t: None if v is None else [[int(k), int(h)] for k, h in v] for t, v in doc.get("tails", {}).items()},
+            tails={t: _stored_tail(v) for t, v in doc.get("tails", {}).items()},
             pending_run_id=None if pending is None else str(pending["run_id"]),
             pending=None if pending is None else cls._from_doc(pending["state"]),
         )
@@ -106,10 +110,18 @@ class ExtractState:
 
     def archived(self, table: str, key: str) -> pl.DataFrame | None:
         """(key, row hash) of `table`'s rows already archived within the lookback; None if not known."""
-        rows = self.tails.get(table)
-        if rows is None:
+        encoded = self.tails.get(table)
+        if encoded is None:
             return None
-        return pl.DataFrame(rows, schema={key: pl.Int32(), ROW_HASH: pl.UInt64()}, orient="row")
+        raw = base64.b64decode(encoded)
+        rows = len(raw) // 12
+        return pl.DataFrame(
+            {
+                key: np.frombuffer(raw, dtype="<i4", count=rows),
+                ROW_HASH: np.frombuffer(raw, dtype="<u8", count=rows, offset=4 * rows),
+            },
+            schema={key: pl.Int32(), ROW_HASH: pl.UInt64()},
+        )
 
     def clamped(self, clock: datetime) -> tuple[ExtractState, dict[str, datetime]]:
         """This state with no watermark past the source's `clock` (UTC), and the watermarks moved back
@@ -140,8 +152,32 @@ class ExtractState:
         return ExtractState(tables, run_id, at, at, extra_columns, _tails(tails))
 
 
-def _tails(frames: dict[str, pl.DataFrame | None]) -> dict[str, list[list[int]] | None]:
-    return {t: None if f is None else [list(r) for r in f.sort(f.columns).iter_rows()] for t, f in frames.items()}
+def _tails(frames: dict[str, pl.DataFrame | None]) -> dict[str, str | None]:
+    return {t: None if f is None else encode_tail(f) for t, f in frames.items()}
+
+
+def encode_tail(frame: pl.DataFrame) -> str:
+    """A tail's (key, row hash) rows, sorted, as base64 text: the keys as little-endian int32, then the hashes
+    as uint64 (12 bytes a row: a JSON list of pairs took about 30, and its parse and dump grew each run's
+    extract with the lookback's rows)."""
+    ordered = frame.sort(frame.columns)
+    keys = ordered.get_column(frame.columns[0]).to_numpy().astype("<i4")
+    hashes = ordered.get_column(frame.columns[1]).to_numpy().astype("<u8")
+    return base64.b64encode(keys.tobytes() + hashes.tobytes()).decode("ascii")
+
+
+def _stored_tail(value: str | list[list[int]] | None) -> str | None:
+    """A tail as stored: encoded text, or the pairs of an older state (encoded here), or None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if len(base64.b64decode(value, validate=True)) % 12:
+            raise ValueError("a tail's encoded rows are not 12 bytes each")
+        return value
+    pairs = pl.DataFrame(
+        [[int(k), int(h)] for k, h in value], schema={"key": pl.Int32(), ROW_HASH: pl.UInt64()}, orient="row"
+    )
+    return encode_tail(pairs)
 
 
 def _like(clock: datetime, value: datetime) -> datetime:
