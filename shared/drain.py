@@ -60,8 +60,7 @@ class Pending:
     blocked_by: str | None = None
     held: list[str] = field(default_factory=list)
     load: list[str] | None = None
-    done_through: str | None = None  # every listed run up to this one is loaded or superseded
-    drained_through: str | None = None  # ... once the runs in `load` are loaded too
+    drained_through: str | None = None  # every listed run up to this one is loaded or superseded once `load` is
     cursor: Versioned = NO_CURSOR  # the cursor blob as it was read with the listing
 
 
@@ -177,25 +176,12 @@ def _waiting(listed: Listing, settings: Settings | None) -> Pending:
         return Pending(todo, blocked_by, held, cursor=listed.cursor)
     loaded = loaded_runs(settings, curated)
     waiting = sorted(curated - loaded)
-    return Pending(
-        todo,
-        blocked_by,
-        held,
-        waiting,
-        _through(sorted(raw | curated), loaded | superseded, since),
-        _through(sorted(raw | curated), curated | superseded, since),
-        listed.cursor,
-    )
-
-
-def _through(runs: list[str], done: set[str], since: str | None) -> str | None:
-    """The last of `runs` (in order) before the first one not in `done`; `since` if the first is not."""
-    through = since
-    for run in runs:
-        if run not in done:
+    drained = since  # the last run before the first one neither curated (so loaded by this drain) nor superseded
+    for run in sorted(raw | curated):
+        if run not in curated and run not in superseded:
             break
-        through = run
-    return through
+        drained = run
+    return Pending(todo, blocked_by, held, waiting, drained, listed.cursor)
 
 
 def _listings(lake: Lake) -> Listing:
@@ -239,7 +225,8 @@ def drain_transforms(lake: Lake, *, wait_s: float = 0, settings: Settings | None
             if lease is None:
                 if time.monotonic() < deadline:
                     time.sleep(1)
-                    waiting = pending(lake)  # the holder may have drained them meanwhile
+                    listed = _listings(lake)  # the holder may have drained them meanwhile
+                    waiting = _waiting(listed, None)
                     continue
                 log.info(
                     "transform: another invocation holds %s/%s; it drains this run too",
