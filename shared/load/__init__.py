@@ -26,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,6 +52,7 @@ from shared.lake import Lake, io_pool
 from shared.settings import Settings
 from shared.warehouse import bulk, deletes, ledger, merge, staging, summaries
 from shared.warehouse.connect import connect_warehouse
+from shared.warehouse.figures import Figures
 
 log = logging.getLogger(__name__)
 
@@ -244,12 +246,14 @@ class Outcome:
 @dataclass
 class Batch:
     """The run's curated files once staged: columns of each table present, rows of tables already done,
-    facts copied straight into their empty tables (constraints to re-add) and those facts' date bounds."""
+    facts copied straight into their empty tables (constraints to re-add), those facts' date bounds, and the
+    dashboard summaries of the rows copied (a first load's, figures.py; None until a table is copied)."""
 
     columns: dict[str, list[str]] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
     copied: dict[str, bulk.Constraints] = field(default_factory=dict)
     copied_dates: list[tuple[date, date]] = field(default_factory=list)
+    figures: Figures | None = None
 
     @property
     def staged(self) -> list[str]:
@@ -300,7 +304,7 @@ def run_load(
             marked = deletes.mark_deleted(conn, manifest.deleted, manifest.extracted_time or datetime.now(UTC))
             batch.rows.update({f"{table}.deleted": rows for table, rows in marked.items()})
     with timer("summaries"):  # ... and get it back as it now stands
-        summaries.restore(conn, touched)
+        summaries.restore(conn, touched, batch.figures, manifest.deleted)
     source_max = manifest.source_max_time
     lag = lag_s(source_max, datetime.now(UTC)) if source_max else None
     with timer("ledger"):
@@ -371,12 +375,17 @@ def _stage_file(
             rows = open_curated(lake, run_id, entry, batch.columns[table], *got)
     with timer("staging", table):
         first_load = rows.height >= bulk.FIRST_LOAD_ROWS and bulk.is_empty(conn, table)
+        if first_load:
+            figures = batch.figures = batch.figures or Figures()
         if first_load and table in FACTS:
-            batch.copied[table] = bulk.copy_facts(conn, table, rows, run_id)
+            batch.copied[table] = bulk.copy_facts(conn, table, rows, run_id, partial(figures.add, table))
+            figures.done(table)
             if (bounds := merge.date_bounds(rows.lazy())) is not None:
                 batch.copied_dates.append(bounds)
         elif first_load and table in DIMENSIONS:  # no date column, no foreign key
-            batch.rows[table] = bulk.copy_dimension(conn, table, rows, run_id)
+            seen = partial(figures.add, table) if table == "dim_transaction" else None
+            batch.rows[table] = bulk.copy_dimension(conn, table, rows, run_id, seen)
+            figures.done(table)
             bulk.analyze(conn, table, summaries.LOOKED_UP.get(table, ()))
         else:
             staging.stage(conn, table, rows)

@@ -16,11 +16,14 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
+import polars as pl
 import psycopg
 from psycopg import sql
 
 from shared.contract import TABLE_KEYS
 from shared.warehouse import bulk
+from shared.warehouse.figures import Figures
+from shared.warehouse.staging import copy_frame
 
 SUMMARIES: dict[str, str] = {  # fact table -> its summary table
     "fact_sales_order": "sales_summary",
@@ -151,17 +154,36 @@ def withdraw(conn: psycopg.Connection, run: Touched) -> None:
         )
 
 
-def restore(conn: psycopg.Connection, run: Touched) -> None:
+def restore(
+    conn: psycopg.Connection,
+    run: Touched,
+    figures: Figures | None = None,
+    deleted: Collection[str] = (),
+) -> None:
     """Add to each summary what the touched ids' figures changed by (as they now stand, after the run's facts and
-    deletes, minus as they stood); rebuild the summaries of `run.rebuilt`."""
-    rebuild(conn, run.rebuilt)
+    deletes, minus as they stood); rebuild the summaries of `run.rebuilt`, from `figures` (a first load's rows as
+    copied; `deleted`: the tables the run deletes from) those it gives whole."""
+    computed = {}
+    if figures is not None and run.rebuilt:
+        ready = [s for s in figures.ready(deleted) if any(SUMMARIES[f] == s for f in run.rebuilt)]
+        if ready:
+            codes = pl.DataFrame(
+                conn.execute("SELECT currency_id, currency_code::text FROM dim_currency").fetchall(),
+                schema={"currency_id": pl.Int32, "currency_code": pl.String},
+                orient="row",
+            )
+            computed = figures.summaries(codes, ready)
+    rebuild(conn, run.rebuilt, computed)
     for table, ids in run.ids.items():
         _add_change(conn, SUMMARIES[table], ids)
 
 
-def rebuild(conn: psycopg.Connection, facts: Collection[str] = tuple(SUMMARIES)) -> None:
-    """The summaries of fact tables `facts` afresh: emptied, filled with their figures, and their keys built
-    after (one sort each, where inserting into them checked and updated both indexes row by row)."""
+def rebuild(
+    conn: psycopg.Connection, facts: Collection[str] = tuple(SUMMARIES), computed: Mapping[str, pl.DataFrame] = {}
+) -> None:
+    """The summaries of fact tables `facts` afresh: emptied, filled with their figures (the rows in `computed`,
+    figures.py, else those of the views.sql function), and their keys built after (one sort each, where inserting
+    into them checked and updated both indexes row by row)."""
     tables = [summary for fact, summary in SUMMARIES.items() if fact in facts]
     if not tables:
         return
@@ -170,11 +192,14 @@ def rebuild(conn: psycopg.Connection, facts: Collection[str] = tuple(SUMMARIES))
     before = row.fetchone()
     for summary in tables:
         dropped = bulk.drop_constraints(conn, summary)
-        conn.execute(
-            sql.SQL("INSERT INTO {} SELECT * FROM {}(NULL)").format(
-                sql.Identifier(summary), sql.Identifier("etl", FIGURES[summary])
+        if summary in computed:
+            copy_frame(conn, summary, computed[summary])
+        else:
+            conn.execute(
+                sql.SQL("INSERT INTO {} SELECT * FROM {}(NULL)").format(
+                    sql.Identifier(summary), sql.Identifier("etl", FIGURES[summary])
+                )
             )
-        )
         bulk.add_constraints(conn, dropped)
     if before is not None:
         conn.execute("SELECT set_config('work_mem', %s, true)", (before[0],))

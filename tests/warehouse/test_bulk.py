@@ -65,7 +65,8 @@ def test_a_copied_fact_keeps_every_key_index_and_trigger_and_marks_only_the_newe
         rows.sort("payment_id", "etl_row_hash").write_parquet(path, row_group_size=1)
         rows = staging.Rows(path, rows.columns, rows.height)
 
-    dropped = bulk.copy_facts(conn, "fact_payment", rows, "r1")
+    seen: list[pl.DataFrame] = []
+    dropped = bulk.copy_facts(conn, "fact_payment", rows, "r1", seen.append)
     assert dropped.rows == 3 and dropped.indexes, "the COPY went in without the table's index"
     assert conn.execute(INDEXES).fetchall() != before[1]
     bulk.add_constraints(conn, dropped)
@@ -74,6 +75,8 @@ def test_a_copied_fact_keeps_every_key_index_and_trigger_and_marks_only_the_newe
     assert conn.execute(
         "SELECT payment_record_id, payment_id, etl_row_hash, etl_current FROM fact_payment ORDER BY 1"
     ).fetchall() == [(1, 1, "a", False), (2, 2, "b", True), (3, 1, "c", True)]
+    # What the load's first-load summaries were given (figures.py): the current versions alone, each once.
+    assert sorted(pl.concat(seen).select("payment_id", "etl_row_hash").rows()) == [(1, "c"), (2, "b")]
     # The trigger is back: a later insert of a newer version of payment 2 moves its current flag.
     conn.execute(
         "INSERT INTO fact_payment (payment_id, created_date, created_time, last_updated_date, last_updated,"

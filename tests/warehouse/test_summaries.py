@@ -21,6 +21,7 @@ from shared.reconcile import reconcile
 from shared.settings import Settings
 from shared.transform.stage import transform
 from shared.warehouse import summaries
+from shared.warehouse.figures import Figures
 from shared.warehouse.summaries import SUMMARIES
 
 
@@ -162,3 +163,41 @@ def test_a_run_touching_a_large_share_of_a_fact_rebuilds_that_summary_alone(
         after = dict(conn.execute(FILENODES, (list(SUMMARIES.values()),)).fetchall())
     rebuilt = {table for table in before if after[table] != before[table]}  # a TRUNCATE gives a new file
     assert rebuilt == ({"purchase_summary", "payment_summary"} if large else set())
+
+
+@pytest.mark.slow
+def test_a_first_load_computes_its_summaries_from_the_rows_it_copies_as_a_rebuild_would(
+    settings: Settings, lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, warehouse = _url(settings.totesys_db_url), _url(settings.warehouse_db_url)
+    with psycopg.connect(source) as src:
+        # In the snapshot an unpaid payment's date is its order's agreed payment date: move those apart, for sales
+        # and purchase orders; and give two currency ids one code (the summaries are per code).
+        for table, key in (("sales_order", "sales_order_id"), ("purchase_order", "purchase_order_id")):
+            src.execute(
+                sql.SQL(
+                    "UPDATE {table} SET agreed_payment_date = (agreed_payment_date::date + {key} % 40)::text"
+                    " WHERE {key} IN (SELECT t.{key} FROM transaction t JOIN payment p USING (transaction_id)"
+                    " WHERE NOT p.paid)"
+                ).format(table=sql.Identifier(table), key=sql.Identifier(key))
+            )
+        src.execute("UPDATE currency SET currency_code = 'EUR' WHERE currency_code = 'GBP'")
+    computed: list[str] = []
+    restore = summaries.restore
+
+    def spied(conn: psycopg.Connection, run: summaries.Touched, figures: object = None, deleted: object = ()) -> None:
+        assert isinstance(figures, Figures)
+        computed.extend(figures.ready())
+        restore(conn, run, figures, ())
+
+    monkeypatch.setattr(summaries, "restore", spied)
+    run_cycle(settings, lake)
+
+    assert computed == list(SUMMARIES.values()), "each summary computed from the copied rows"
+    assert_summaries_exact(warehouse)
+    with psycopg.connect(warehouse) as conn:
+        due = conn.execute(
+            "SELECT count(*) FROM payment_summary p WHERE figure = 'by_due_date' AND due_date IS NOT NULL"
+            " AND NOT EXISTS (SELECT FROM fact_payment f WHERE f.payment_date = p.due_date)"
+        ).fetchone()
+        assert due is not None and due[0] > 0, "some payments are due on a day no payment is dated"

@@ -1,0 +1,216 @@
+"""The dashboard summaries of a first load, computed from the rows the load copies (polars), where a whole
+rebuild reads the facts it has just written back from the warehouse (views.sql, etl.<x>_figures(NULL)).
+
+A first load copies each fact, and dim_transaction, straight into its empty table (bulk.copy_facts,
+bulk.copy_dimension): those tables then hold exactly the run's rows, so each summary is a group-by of the rows
+as they pass, a slice at a time. Memory holds partial figures per slice (summed again at the end) and, for the
+payments' due dates, each current order's agreed payment date and each transaction's order (x1000: about
+300 MB). Pure functions of frames; the summaries are the views.sql functions' figures, which
+tests/warehouse/test_summaries.py checks on every first load it makes (each summary equals a rebuild).
+
+A summary is computed so only when every table it reads was copied in the run and the run deletes nothing;
+otherwise the load rebuilds it with SQL as before (summaries.rebuild).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+
+import polars as pl
+
+MONEY = pl.Decimal(38, 2)
+# Each summary -> the tables whose every row its figures read: copied whole in the run, they are the warehouse's.
+READS: dict[str, tuple[str, ...]] = {
+    "sales_summary": ("fact_sales_order",),
+    "purchase_summary": ("fact_purchase_order",),
+    "payment_summary": ("fact_payment", "dim_transaction", "fact_sales_order", "fact_purchase_order"),
+}
+# Each summary's key columns (after figure and currency_code) and figures, in its table's column order (views.sql).
+KEYS: dict[str, dict[str, pl.DataType]] = {
+    "sales_summary": {
+        "created_month": pl.Date(),
+        "design_id": pl.Int32(),
+        "counterparty_id": pl.Int32(),
+        "location_id": pl.Int32(),
+        "staff_id": pl.Int32(),
+    },
+    "purchase_summary": {"created_month": pl.Date(), "counterparty_id": pl.Int32(), "item_code": pl.String()},
+    "payment_summary": {"payment_month": pl.Date(), "payment_type_id": pl.Int32(), "due_date": pl.Date()},
+}
+FIGURES: dict[str, tuple[str, ...]] = {
+    "sales_summary": ("revenue", "orders", "units"),
+    "purchase_summary": ("spend", "orders", "items"),
+    "payment_summary": ("paid_amount", "unpaid_amount", "payments"),
+}
+# The payments' due dates join these columns of the copied rows.
+ORDER_DATES: dict[str, str] = {"fact_sales_order": "sales_order_id", "fact_purchase_order": "purchase_order_id"}
+
+
+class Figures:
+    """The summaries of the rows a first load copies, built up as they pass (`add`)."""
+
+    def __init__(self) -> None:
+        self.partials: dict[str, list[pl.DataFrame]] = {summary: [] for summary in READS}
+        self.orders: dict[str, list[pl.DataFrame]] = {table: [] for table in ORDER_DATES}
+        self.transactions: list[pl.DataFrame] = []
+        self.copied: set[str] = set()
+        self._due: pl.DataFrame | None = None
+
+    def add(self, table: str, rows: pl.DataFrame) -> None:
+        """Take one slice of the rows copied into empty `table`: a fact's current versions, or dim_transaction's
+        rows (each transaction once)."""
+        if table == "fact_sales_order":
+            self.partials["sales_summary"].append(order_figures("sales_summary", rows))
+        elif table == "fact_purchase_order":
+            self.partials["purchase_summary"].append(order_figures("purchase_summary", rows))
+        elif table == "dim_transaction":
+            self.transactions.append(rows.select("transaction_id", "sales_order_id", "purchase_order_id"))
+        if table in ORDER_DATES:
+            self.orders[table].append(rows.select(ORDER_DATES[table], "agreed_payment_date"))
+        if table == "fact_payment" and set(READS["payment_summary"][1:]) <= self.copied:
+            self.partials["payment_summary"].append(payment_figures(rows, self._due_dates()))
+
+    def done(self, table: str) -> None:
+        """Every row of `table` was copied (and passed to `add`)."""
+        self.copied.add(table)
+
+    def ready(self, deleted: Collection[str] = ()) -> list[str]:
+        """The summaries these figures give whole: every table each reads copied, none of the run's deletions."""
+        return [
+            summary
+            for summary, tables in READS.items()
+            if set(tables) <= self.copied and not deleted and self.partials[summary]
+        ]
+
+    def summaries(self, codes: pl.DataFrame, which: Collection[str]) -> dict[str, pl.DataFrame]:
+        """The rows of each of the summaries `which` (see `ready`), in its table's columns, given the warehouse's
+        currency codes (`codes`: currency_id, currency_code)."""
+        return {summary: by_code(summary, self.partials[summary], codes) for summary in which}
+
+    def _due_dates(self) -> pl.DataFrame:
+        """Each transaction's order's agreed payment date (null when it has no order or the order no date); made
+        at the first payments, after every transaction and order (the load copies facts after dimensions, and
+        payments last), whose rows it then lets go."""
+        if self._due is None:
+            sales, purchases = (pl.concat(self.orders[t]) if self.orders[t] else None for t in ORDER_DATES)
+            due = pl.concat(self.transactions) if self.transactions else _empty_transactions()
+            for orders, column, alias in (
+                (sales, "sales_order_id", "sales_due"),
+                (purchases, "purchase_order_id", "purchase_due"),
+            ):
+                if orders is not None:
+                    due = due.join(orders.rename({"agreed_payment_date": alias}), on=column, how="left")
+                else:
+                    due = due.with_columns(pl.lit(None, pl.Date).alias(alias))
+            self._due = due.select("transaction_id", order_due=pl.coalesce("sales_due", "purchase_due"))
+            self.transactions, self.orders = [], {table: [] for table in ORDER_DATES}
+        return self._due
+
+
+def _empty_transactions() -> pl.DataFrame:
+    return pl.DataFrame(schema={"transaction_id": pl.Int32, "sales_order_id": pl.Int32, "purchase_order_id": pl.Int32})
+
+
+def _grouped(
+    base: pl.LazyFrame, summary: str, figure: str, keys: Mapping[str, str], sums: Mapping[str, pl.Expr]
+) -> pl.LazyFrame:
+    """One figure of `summary`: `base` grouped by currency id and `keys` (summary column -> base column), the
+    summary's other key columns null."""
+    grouped = base.group_by("currency_id", *keys.values()).agg(**sums)
+    return grouped.select(
+        pl.lit(figure, pl.String).alias("figure"),
+        "currency_id",
+        *(
+            (pl.col(keys[column]) if column in keys else pl.lit(None)).cast(dtype).alias(column)
+            for column, dtype in KEYS[summary].items()
+        ),
+        *FIGURES[summary],
+    )
+
+
+# Each order summary -> its fact's quantity and unit price columns, its amount and quantity figures, and its
+# figures' groups (figure -> summary column -> fact column), as etl.sales_figures and etl.purchase_figures.
+ORDERS: dict[str, tuple[str, str, str, str]] = {
+    "sales_summary": ("units_sold", "unit_price", "revenue", "units"),
+    "purchase_summary": ("item_quantity", "item_unit_price", "spend", "items"),
+}
+GROUPS: dict[str, dict[str, dict[str, str]]] = {
+    "sales_summary": {
+        "by_month": {"created_month": "created_month"},
+        "top_designs": {"design_id": "design_id"},
+        "top_counterparties": {"counterparty_id": "counterparty_id"},
+        "by_location": {"location_id": "agreed_delivery_location_id"},
+        "top_staff": {"staff_id": "sales_staff_id"},
+    },
+    "purchase_summary": {
+        "by_month": {"created_month": "created_month"},
+        "top_suppliers": {"counterparty_id": "counterparty_id"},
+        "top_item_codes": {"item_code": "item_code"},
+    },
+}
+
+
+def order_figures(summary: str, orders: pl.DataFrame) -> pl.DataFrame:
+    """Current sales (purchase) order versions -> their `summary` figures per currency id."""
+    quantity, price, amount, count = ORDERS[summary]
+    base = orders.lazy().with_columns(
+        pl.col("created_date").dt.truncate("1mo").alias("created_month"),
+        (pl.col(quantity) * pl.col(price)).cast(MONEY).alias(amount),
+        pl.col(quantity).cast(pl.Int64).alias(count),
+    )
+    sums = {amount: pl.col(amount).sum(), "orders": pl.len().cast(pl.Int64), count: pl.col(count).sum()}
+    return pl.concat([_grouped(base, summary, f, k, sums) for f, k in GROUPS[summary].items()]).collect()
+
+
+def payment_figures(payments: pl.DataFrame, due: pl.DataFrame) -> pl.DataFrame:
+    """Current payment versions -> their payment_summary figures per currency id (etl.payment_figures), given
+    each transaction's order's agreed payment date (`due`: transaction_id, order_due)."""
+    amount = pl.col("payment_amount").cast(MONEY)
+    zero = pl.lit(0).cast(MONEY)
+    base = payments.lazy().with_columns(payment_month=pl.col("payment_date").dt.truncate("1mo"))
+    by_type_month = _grouped(
+        base,
+        "payment_summary",
+        "by_type_month",
+        {"payment_month": "payment_month", "payment_type_id": "payment_type_id"},
+        {
+            "paid_amount": amount.filter(pl.col("paid")).sum(),
+            "unpaid_amount": amount.filter(~pl.col("paid")).sum(),
+            "payments": pl.len().cast(pl.Int64),
+        },
+    )
+    paid = _grouped(
+        base.filter(pl.col("paid")),
+        "payment_summary",
+        "by_due_date",
+        {},
+        {"paid_amount": amount.sum(), "unpaid_amount": zero.first(), "payments": pl.len().cast(pl.Int64)},
+    )
+    # An unpaid payment is due from its order's agreed payment date, else its own payment date.
+    unpaid = (
+        base.filter(~pl.col("paid"))
+        .join(due.lazy(), on="transaction_id", how="left")
+        .with_columns(due_date=pl.coalesce("order_due", "payment_date"))
+    )
+    unpaid_due = _grouped(
+        unpaid,
+        "payment_summary",
+        "by_due_date",
+        {"due_date": "due_date"},
+        {"paid_amount": zero.first(), "unpaid_amount": amount.sum(), "payments": pl.len().cast(pl.Int64)},
+    )
+    return pl.concat([by_type_month, paid, unpaid_due]).collect()
+
+
+def by_code(summary: str, partials: list[pl.DataFrame], codes: pl.DataFrame) -> pl.DataFrame:
+    """The partial figures of `summary` (per currency id, from slices) summed per currency code and key: its rows."""
+    keys = ["figure", "currency_code", *KEYS[summary]]
+    return (
+        pl.concat(partials)
+        .lazy()
+        .join(codes.lazy().select(pl.col("currency_id").cast(pl.Int32), "currency_code"), on="currency_id")
+        .group_by(keys)
+        .agg(pl.col(f).sum() for f in FIGURES[summary])
+        .select(*keys, *FIGURES[summary])
+        .collect()
+    )
