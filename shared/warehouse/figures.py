@@ -2,20 +2,22 @@
 rebuild reads the facts it has just written back from the warehouse (views.sql, etl.<x>_figures(NULL)).
 
 A first load copies each fact, and dim_transaction, straight into its empty table (bulk.copy_facts,
-bulk.copy_dimension): those tables then hold exactly the run's rows, so each summary is a group-by of the rows
-as they pass, a slice at a time. Memory holds partial figures per slice (summed again at the end) and, for the
-payments' due dates, each current order's agreed payment date and each transaction's order (x1000: about
-300 MB). Pure functions of frames; the summaries are the views.sql functions' figures, which
-tests/warehouse/test_summaries.py checks on every first load it makes (each summary equals a rebuild).
+bulk.copy_dimension): those tables then hold exactly the run's rows, so each summary is a group-by of them as
+they pass. Memory holds the figures per currency id and, for the payments' due dates, each current order's
+agreed payment date and each transaction's order (x100: a few tens of MB). Pure functions of frames; the
+summaries are the views.sql functions' figures, which tests/warehouse/test_summaries.py checks on every first
+load it makes (each summary equals a rebuild).
 
-A summary is computed so only when every table it reads was copied in the run and the run deletes nothing;
-otherwise the load rebuilds it with SQL as before (summaries.rebuild).
+A summary is computed so only when every table it reads was copied whole in the run (the load passes no file
+it streams in slices: at x1000 that raised its peak RSS over 2 GB) and the run deletes nothing; otherwise the
+load rebuilds it with SQL as before (summaries.rebuild).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
+import numpy as np
 import polars as pl
 
 MONEY = pl.Decimal(38, 2)
@@ -50,36 +52,41 @@ class Figures:
     """The summaries of the rows a first load copies, built up as they pass (`add`)."""
 
     def __init__(self) -> None:
-        self.partials: dict[str, list[pl.DataFrame]] = {summary: [] for summary in READS}
+        self.partials: dict[str, pl.DataFrame | None] = dict.fromkeys(READS)
         self.orders: dict[str, list[pl.DataFrame]] = {table: [] for table in ORDER_DATES}
         self.transactions: list[pl.DataFrame] = []
         self.copied: set[str] = set()
-        self._due: pl.DataFrame | None = None
+        self.due: Lookup | None = None
 
     def add(self, table: str, rows: pl.DataFrame) -> None:
         """Take one slice of the rows copied into empty `table`: a fact's current versions, or dim_transaction's
         rows (each transaction once)."""
-        if table == "fact_sales_order":
-            self.partials["sales_summary"].append(order_figures("sales_summary", rows))
-        elif table == "fact_purchase_order":
-            self.partials["purchase_summary"].append(order_figures("purchase_summary", rows))
-        elif table == "dim_transaction":
-            self.transactions.append(rows.select("transaction_id", "sales_order_id", "purchase_order_id"))
         if table in ORDER_DATES:
+            summary = "sales_summary" if table == "fact_sales_order" else "purchase_summary"
+            self._add_partial(summary, order_figures(summary, rows))
             self.orders[table].append(rows.select(ORDER_DATES[table], "agreed_payment_date"))
-        if table == "fact_payment" and set(READS["payment_summary"][1:]) <= self.copied:
-            self.partials["payment_summary"].append(payment_figures(rows, self._due_dates()))
+        elif table == "dim_transaction":  # (the other dimensions' rows are not needed)
+            self.transactions.append(rows.select("transaction_id", "sales_order_id", "purchase_order_id"))
+        elif table == "fact_payment" and self.due is not None:
+            self._add_partial(
+                "payment_summary", payment_figures(rows.with_columns(order_due=self.due.get(rows["transaction_id"])))
+            )
 
     def done(self, table: str) -> None:
-        """Every row of `table` was copied (and passed to `add`)."""
+        """Every row of `table` was copied (and passed to `add`). Once the transactions and both orders are, each
+        transaction's due date is looked up, and their rows let go, before the payments come (the load copies
+        facts after dimensions, and payments last)."""
         self.copied.add(table)
+        if self.due is None and set(READS["payment_summary"][1:]) <= self.copied:
+            self.due = due_dates(self.transactions, self.orders)
+            self.transactions, self.orders = [], {t: [] for t in ORDER_DATES}
 
     def ready(self, deleted: Collection[str] = ()) -> list[str]:
         """The summaries these figures give whole: every table each reads copied, none of the run's deletions."""
         return [
             summary
             for summary, tables in READS.items()
-            if set(tables) <= self.copied and not deleted and self.partials[summary]
+            if set(tables) <= self.copied and not deleted and self.partials[summary] is not None
         ]
 
     def summaries(self, codes: pl.DataFrame, which: Collection[str]) -> dict[str, pl.DataFrame]:
@@ -87,24 +94,55 @@ class Figures:
         currency codes (`codes`: currency_id, currency_code)."""
         return {summary: by_code(summary, self.partials[summary], codes) for summary in which}
 
-    def _due_dates(self) -> pl.DataFrame:
-        """Each transaction's order's agreed payment date (null when it has no order or the order no date); made
-        at the first payments, after every transaction and order (the load copies facts after dimensions, and
-        payments last), whose rows it then lets go."""
-        if self._due is None:
-            sales, purchases = (pl.concat(self.orders[t]) if self.orders[t] else None for t in ORDER_DATES)
-            due = pl.concat(self.transactions) if self.transactions else _empty_transactions()
-            for orders, column, alias in (
-                (sales, "sales_order_id", "sales_due"),
-                (purchases, "purchase_order_id", "purchase_due"),
-            ):
-                if orders is not None:
-                    due = due.join(orders.rename({"agreed_payment_date": alias}), on=column, how="left")
-                else:
-                    due = due.with_columns(pl.lit(None, pl.Date).alias(alias))
-            self._due = due.select("transaction_id", order_due=pl.coalesce("sales_due", "purchase_due"))
-            self.transactions, self.orders = [], {table: [] for table in ORDER_DATES}
-        return self._due
+    def _add_partial(self, summary: str, partial: pl.DataFrame) -> None:
+        """Sum a slice's figures into those of the slices before (per currency id): memory holds one set."""
+        before = self.partials[summary]
+        self.partials[summary] = partial if before is None else combined(summary, [before, partial], "currency_id")
+
+
+class Lookup:
+    """Sorted unique int32 keys and a value for each: a left join of one slice against many rows without a hash
+    table of them (numpy.searchsorted): 8 bytes a key and a bit."""
+
+    def __init__(self, keys: pl.Series, values: pl.Series) -> None:
+        if not keys.is_sorted():
+            order = keys.arg_sort()
+            keys, values = keys.gather(order), values.gather(order)
+        self.keys = keys.cast(pl.Int32).to_numpy()
+        self.values = values
+
+    def get(self, wanted: pl.Series) -> pl.Series:
+        """The value of each of `wanted` keys; null where the key is null or unknown."""
+        if not len(self.keys):
+            return pl.repeat(None, len(wanted), dtype=self.values.dtype, eager=True)
+        asked = wanted.cast(pl.Int32).fill_null(0).to_numpy()
+        at = np.minimum(np.searchsorted(self.keys, asked), len(self.keys) - 1)
+        found = pl.Series(self.keys[at] == asked) & wanted.is_not_null()
+        return pl.DataFrame({"value": self.values.gather(at), "found": found}).select(pl.when("found").then("value"))[
+            "value"
+        ]
+
+
+def due_dates(transactions: list[pl.DataFrame], orders: Mapping[str, list[pl.DataFrame]]) -> Lookup:
+    """Each transaction's order's agreed payment date (null when it has no order or the order no date), given the
+    transactions (transaction_id, sales_order_id, purchase_order_id) and the current orders (id,
+    agreed_payment_date); a million transactions at a time."""
+    found = pl.concat(transactions) if transactions else _empty_transactions()
+    by_order = {
+        table: Lookup(frame[ORDER_DATES[table]], frame["agreed_payment_date"])
+        for table, frames in orders.items()
+        if (frame := pl.concat(frames) if frames else None) is not None
+    }
+    due = []
+    for chunk in found.iter_slices(1_000_000):
+        dates = [
+            by_order[table].get(chunk[column])
+            if table in by_order
+            else pl.repeat(None, chunk.height, dtype=pl.Date, eager=True)
+            for table, column in ORDER_DATES.items()
+        ]
+        due.append(pl.select(pl.coalesce(*dates)).to_series())
+    return Lookup(found["transaction_id"], pl.concat(due) if due else pl.Series([], dtype=pl.Date))
 
 
 def _empty_transactions() -> pl.DataFrame:
@@ -162,9 +200,9 @@ def order_figures(summary: str, orders: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([_grouped(base, summary, f, k, sums) for f, k in GROUPS[summary].items()]).collect()
 
 
-def payment_figures(payments: pl.DataFrame, due: pl.DataFrame) -> pl.DataFrame:
-    """Current payment versions -> their payment_summary figures per currency id (etl.payment_figures), given
-    each transaction's order's agreed payment date (`due`: transaction_id, order_due)."""
+def payment_figures(payments: pl.DataFrame) -> pl.DataFrame:
+    """Current payment versions, each with its transaction's order's agreed payment date (`order_due`) -> their
+    payment_summary figures per currency id (etl.payment_figures)."""
     amount = pl.col("payment_amount").cast(MONEY)
     zero = pl.lit(0).cast(MONEY)
     base = payments.lazy().with_columns(payment_month=pl.col("payment_date").dt.truncate("1mo"))
@@ -187,11 +225,7 @@ def payment_figures(payments: pl.DataFrame, due: pl.DataFrame) -> pl.DataFrame:
         {"paid_amount": amount.sum(), "unpaid_amount": zero.first(), "payments": pl.len().cast(pl.Int64)},
     )
     # An unpaid payment is due from its order's agreed payment date, else its own payment date.
-    unpaid = (
-        base.filter(~pl.col("paid"))
-        .join(due.lazy(), on="transaction_id", how="left")
-        .with_columns(due_date=pl.coalesce("order_due", "payment_date"))
-    )
+    unpaid = base.filter(~pl.col("paid")).with_columns(due_date=pl.coalesce("order_due", "payment_date"))
     unpaid_due = _grouped(
         unpaid,
         "payment_summary",
@@ -202,15 +236,19 @@ def payment_figures(payments: pl.DataFrame, due: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([by_type_month, paid, unpaid_due]).collect()
 
 
-def by_code(summary: str, partials: list[pl.DataFrame], codes: pl.DataFrame) -> pl.DataFrame:
-    """The partial figures of `summary` (per currency id, from slices) summed per currency code and key: its rows."""
-    keys = ["figure", "currency_code", *KEYS[summary]]
+def combined(summary: str, partials: list[pl.DataFrame], by: str) -> pl.DataFrame:
+    """Partial figures of `summary` (grouped by `by`, currency_id or currency_code, and its keys) summed per group."""
+    keys = ["figure", by, *KEYS[summary]]
     return (
         pl.concat(partials)
-        .lazy()
-        .join(codes.lazy().select(pl.col("currency_id").cast(pl.Int32), "currency_code"), on="currency_id")
         .group_by(keys)
         .agg(pl.col(f).sum() for f in FIGURES[summary])
         .select(*keys, *FIGURES[summary])
-        .collect()
     )
+
+
+def by_code(summary: str, partial: pl.DataFrame | None, codes: pl.DataFrame) -> pl.DataFrame:
+    """The figures of `summary` per currency id summed per currency code and key: its rows."""
+    assert partial is not None, f"{summary}: no figures taken"
+    ids = codes.select(pl.col("currency_id").cast(pl.Int32), "currency_code")
+    return combined(summary, [partial.join(ids, on="currency_id").drop("currency_id")], "currency_code")

@@ -11,7 +11,7 @@ from decimal import Decimal
 import polars as pl
 from polars.testing import assert_frame_equal
 
-from shared.warehouse.figures import KEYS, Figures
+from shared.warehouse.figures import KEYS, Figures, Lookup
 
 CODES = pl.DataFrame({"currency_id": [1, 2, 3], "currency_code": ["GBP", "GBP", "EUR"]})
 SALES = pl.DataFrame(
@@ -157,3 +157,11 @@ def test_a_summary_is_given_only_when_every_table_it_reads_was_copied_and_nothin
     figures.add("fact_payment", PAYMENTS)
     figures.done("fact_payment")
     assert figures.ready() == ["sales_summary"]
+
+
+def test_a_lookup_finds_each_key_in_unsorted_rows_and_gives_null_for_null_or_unknown_keys() -> None:
+    lookup = Lookup(pl.Series([30, 10, 20], dtype=pl.Int32), pl.Series([date(2024, 1, 3), None, date(2024, 1, 2)]))
+    got = lookup.get(pl.Series([20, 5, None, 30, 10, 40], dtype=pl.Int32))
+    assert got.to_list() == [date(2024, 1, 2), None, None, date(2024, 1, 3), None, None]
+    empty = Lookup(pl.Series([], dtype=pl.Int32), pl.Series([], dtype=pl.Date))
+    assert empty.get(pl.Series([1, None], dtype=pl.Int32)).to_list() == [None, None]
