@@ -375,6 +375,9 @@ def _stage_file(
             rows = open_curated(lake, run_id, entry, batch.columns[table], *got)
     with timer("staging", table):
         first_load = rows.height >= bulk.FIRST_LOAD_ROWS and bulk.is_empty(conn, table)
+        if table == "dim_currency" and (first_load or bulk.is_empty(conn, table)):  # the summaries' codes
+            batch.figures = batch.figures or Figures()
+            batch.figures.currencies(rows.frame())
         if not first_load or table not in (*FACTS, *DIMENSIONS):
             staging.stage(conn, table, rows)
             return

@@ -57,20 +57,32 @@ class Figures:
         self.transactions: list[pl.DataFrame] = []
         self.copied: set[str] = set()
         self.due: Lookup | None = None
+        self.codes: pl.DataFrame | None = None
+
+    def currencies(self, rows: pl.DataFrame) -> None:
+        """Take the run's dim_currency rows, merged into an empty table: each id's newest is then the warehouse's
+        code for it. The figures are summed per code as each slice comes (a per-id partial could hold a row per
+        order: x1000 has 3,000 currency ids of 3 codes)."""
+        self.codes = (
+            rows.sort("currency_id", "etl_source_updated")
+            .unique("currency_id", keep="last")
+            .select(pl.col("currency_id").cast(pl.Int32), "currency_code")
+        )
 
     def add(self, table: str, rows: pl.DataFrame) -> None:
         """Take one slice of the rows copied into empty `table`: a fact's current versions, or dim_transaction's
         rows (each transaction once)."""
+        if self.codes is None:  # (the summaries are then rebuilt in SQL)
+            return
         if table in ORDER_DATES:
             summary = "sales_summary" if table == "fact_sales_order" else "purchase_summary"
-            self._add_partial(summary, order_figures(summary, rows))
+            self._add_partial(summary, order_figures(summary, self._coded(rows)))
             self.orders[table].append(rows.select(ORDER_DATES[table], "agreed_payment_date"))
         elif table == "dim_transaction":  # (the other dimensions' rows are not needed)
             self.transactions.append(rows.select("transaction_id", "sales_order_id", "purchase_order_id"))
         elif table == "fact_payment" and self.due is not None:
-            self._add_partial(
-                "payment_summary", payment_figures(rows.with_columns(order_due=self.due.get(rows["transaction_id"])))
-            )
+            due = rows.with_columns(order_due=self.due.get(rows["transaction_id"]))
+            self._add_partial("payment_summary", payment_figures(self._coded(due)))
 
     def done(self, table: str) -> None:
         """Every row of `table` was copied (and passed to `add`). Once the transactions and both orders are, each
@@ -82,22 +94,28 @@ class Figures:
             self.transactions, self.orders = [], {t: [] for t in ORDER_DATES}
 
     def ready(self, deleted: Collection[str] = ()) -> list[str]:
-        """The summaries these figures give whole: every table each reads copied, none of the run's deletions."""
+        """The summaries these figures give whole: every table each reads copied, the currencies' codes known
+        (`currencies`), none of the run's deletions."""
         return [
             summary
             for summary, tables in READS.items()
             if set(tables) <= self.copied and not deleted and self.partials[summary] is not None
         ]
 
-    def summaries(self, codes: pl.DataFrame, which: Collection[str]) -> dict[str, pl.DataFrame]:
-        """The rows of each of the summaries `which` (see `ready`), in its table's columns, given the warehouse's
-        currency codes (`codes`: currency_id, currency_code)."""
-        return {summary: by_code(summary, self.partials[summary], codes) for summary in which}
+    def summaries(self, which: Collection[str]) -> dict[str, pl.DataFrame]:
+        """The rows of each of the summaries `which` (see `ready`), in its table's columns."""
+        found = {summary: self.partials[summary] for summary in which}
+        return {summary: partial for summary, partial in found.items() if partial is not None}
+
+    def _coded(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """`rows` with their currency code."""
+        assert self.codes is not None
+        return rows.join(self.codes, on="currency_id", how="left")
 
     def _add_partial(self, summary: str, partial: pl.DataFrame) -> None:
-        """Sum a slice's figures into those of the slices before (per currency id): memory holds one set."""
+        """Sum a slice's figures into those of the slices before: memory holds one set."""
         before = self.partials[summary]
-        self.partials[summary] = partial if before is None else combined(summary, [before, partial], "currency_id")
+        self.partials[summary] = partial if before is None else combined(summary, [before, partial])
 
 
 class Lookup:
@@ -152,12 +170,12 @@ def _empty_transactions() -> pl.DataFrame:
 def _grouped(
     base: pl.LazyFrame, summary: str, figure: str, keys: Mapping[str, str], sums: Mapping[str, pl.Expr]
 ) -> pl.LazyFrame:
-    """One figure of `summary`: `base` grouped by currency id and `keys` (summary column -> base column), the
+    """One figure of `summary`: `base` grouped by currency code and `keys` (summary column -> base column), the
     summary's other key columns null."""
-    grouped = base.group_by("currency_id", *keys.values()).agg(**sums)
+    grouped = base.group_by("currency_code", *keys.values()).agg(**sums)
     return grouped.select(
         pl.lit(figure, pl.String).alias("figure"),
-        "currency_id",
+        "currency_code",
         *(
             (pl.col(keys[column]) if column in keys else pl.lit(None)).cast(dtype).alias(column)
             for column, dtype in KEYS[summary].items()
@@ -189,7 +207,7 @@ GROUPS: dict[str, dict[str, dict[str, str]]] = {
 
 
 def order_figures(summary: str, orders: pl.DataFrame) -> pl.DataFrame:
-    """Current sales (purchase) order versions -> their `summary` figures per currency id."""
+    """Current sales (purchase) order versions, with their currency code -> their `summary` figures."""
     quantity, price, amount, count = ORDERS[summary]
     base = orders.lazy().with_columns(
         pl.col("created_date").dt.truncate("1mo").alias("created_month"),
@@ -201,8 +219,8 @@ def order_figures(summary: str, orders: pl.DataFrame) -> pl.DataFrame:
 
 
 def payment_figures(payments: pl.DataFrame) -> pl.DataFrame:
-    """Current payment versions, each with its transaction's order's agreed payment date (`order_due`) -> their
-    payment_summary figures per currency id (etl.payment_figures)."""
+    """Current payment versions, each with its currency code and its transaction's order's agreed payment date
+    (`order_due`) -> their payment_summary figures (etl.payment_figures)."""
     amount = pl.col("payment_amount").cast(MONEY)
     zero = pl.lit(0).cast(MONEY)
     base = payments.lazy().with_columns(payment_month=pl.col("payment_date").dt.truncate("1mo"))
@@ -236,19 +254,12 @@ def payment_figures(payments: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([by_type_month, paid, unpaid_due]).collect()
 
 
-def combined(summary: str, partials: list[pl.DataFrame], by: str) -> pl.DataFrame:
-    """Partial figures of `summary` (grouped by `by`, currency_id or currency_code, and its keys) summed per group."""
-    keys = ["figure", by, *KEYS[summary]]
+def combined(summary: str, partials: list[pl.DataFrame]) -> pl.DataFrame:
+    """Figures of `summary` summed per currency code and key: its rows, in its table's columns."""
+    keys = ["figure", "currency_code", *KEYS[summary]]
     return (
         pl.concat(partials)
         .group_by(keys)
         .agg(pl.col(f).sum() for f in FIGURES[summary])
         .select(*keys, *FIGURES[summary])
     )
-
-
-def by_code(summary: str, partial: pl.DataFrame | None, codes: pl.DataFrame) -> pl.DataFrame:
-    """The figures of `summary` per currency id summed per currency code and key: its rows."""
-    assert partial is not None, f"{summary}: no figures taken"
-    ids = codes.select(pl.col("currency_id").cast(pl.Int32), "currency_code")
-    return combined(summary, [partial.join(ids, on="currency_id").drop("currency_id")], "currency_code")

@@ -165,14 +165,7 @@ def restore(
     copied; `deleted`: the tables the run deletes from) those it gives whole."""
     computed = {}
     if figures is not None and run.rebuilt:
-        ready = [s for s in figures.ready(deleted) if any(SUMMARIES[f] == s for f in run.rebuilt)]
-        if ready:
-            codes = pl.DataFrame(
-                conn.execute("SELECT currency_id, currency_code::text FROM dim_currency").fetchall(),
-                schema={"currency_id": pl.Int32, "currency_code": pl.String},
-                orient="row",
-            )
-            computed = figures.summaries(codes, ready)
+        computed = figures.summaries([s for s in figures.ready(deleted) if any(SUMMARIES[f] == s for f in run.rebuilt)])
     rebuild(conn, run.rebuilt, computed)
     for table, ids in run.ids.items():
         _add_change(conn, SUMMARIES[table], ids)

@@ -5,7 +5,7 @@ rebuild on a loaded warehouse."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
 import polars as pl
@@ -13,7 +13,15 @@ from polars.testing import assert_frame_equal
 
 from shared.warehouse.figures import KEYS, Figures, Lookup
 
-CODES = pl.DataFrame({"currency_id": [1, 2, 3], "currency_code": ["GBP", "GBP", "EUR"]})
+# dim_currency rows of the run: currency 2 was USD, then GBP (its newest code counts); 1 and 2 share a code.
+CURRENCIES = pl.DataFrame(
+    {
+        "currency_id": [2, 1, 2, 3],
+        "currency_code": ["GBP", "GBP", "USD", "EUR"],
+        "etl_source_updated": [datetime(2024, 3, 2), datetime(2024, 3, 1), datetime(2024, 3, 1), datetime(2024, 3, 1)],
+    },
+    schema_overrides={"currency_id": pl.Int32},
+)
 SALES = pl.DataFrame(
     {
         "sales_order_id": [1, 2, 3],
@@ -67,6 +75,7 @@ PAYMENTS = pl.DataFrame(
 def loaded(*, payments_first: bool = False) -> Figures:
     """Figures given the literal rows in load order (dimensions, then facts), each table in two slices."""
     figures = Figures()
+    figures.currencies(CURRENCIES)
     tables = [("dim_transaction", TRANSACTIONS), ("fact_sales_order", SALES), ("fact_purchase_order", PURCHASES)]
     if payments_first:
         tables.insert(0, ("fact_payment", PAYMENTS))
@@ -95,7 +104,7 @@ def rows(summary: str, *values: tuple[object, ...]) -> pl.DataFrame:
 
 
 def summary(figures: Figures, name: str) -> pl.DataFrame:
-    return figures.summaries(CODES, [name])[name].sort(pl.all())
+    return figures.summaries([name])[name].sort(pl.all())
 
 
 def test_sales_figures_per_currency_code() -> None:
@@ -152,6 +161,11 @@ def test_a_summary_is_given_only_when_every_table_it_reads_was_copied_and_nothin
     # Payments copied before their transactions and orders were (never so in a load) cannot be summarised.
     assert loaded(payments_first=True).ready() == ["sales_summary", "purchase_summary"]
     figures = Figures()
+    figures.add("fact_sales_order", SALES)
+    figures.done("fact_sales_order")
+    assert figures.ready() == [], "the currencies' codes unknown (dim_currency was not empty)"
+    figures = Figures()
+    figures.currencies(CURRENCIES)
     figures.add("fact_sales_order", SALES)
     figures.done("fact_sales_order")
     figures.add("fact_payment", PAYMENTS)
