@@ -381,11 +381,9 @@ def _stage_file(
         if not first_load or table not in (*FACTS, *DIMENSIONS):
             staging.stage(conn, table, rows)
             return
-        # A first load's summaries are computed from the rows it copies when they are read whole (figures.py); a
-        # streamed file (past STREAM_ROWS: x1000) leaves the summaries reading it to the SQL rebuild, as feeding
-        # its slices raised the load's peak RSS from 1.46 to 2.46-2.80 GiB at x1000, over a 2 GB instance.
+        # A first load's summaries are computed from the rows it copies, slice by slice (figures.py).
         figures = batch.figures = batch.figures or Figures()
-        seen = None if rows.streamed else partial(figures.add, table)
+        seen = partial(figures.add, table)
         if table in FACTS:
             batch.copied[table] = bulk.copy_facts(conn, table, rows, run_id, seen)
             if (bounds := merge.date_bounds(rows.lazy())) is not None:
@@ -393,8 +391,7 @@ def _stage_file(
         else:  # a dimension: no date column, no foreign key
             batch.rows[table] = bulk.copy_dimension(conn, table, rows, run_id, seen)
             bulk.analyze(conn, table, summaries.LOOKED_UP.get(table, ()))
-        if seen is not None:
-            figures.done(table)
+        figures.done(table)
 
 
 def read_manifest(lake: Lake, run_id: str) -> CuratedManifest:

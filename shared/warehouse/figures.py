@@ -3,14 +3,15 @@ rebuild reads the facts it has just written back from the warehouse (views.sql, 
 
 A first load copies each fact, and dim_transaction, straight into its empty table (bulk.copy_facts,
 bulk.copy_dimension): those tables then hold exactly the run's rows, so each summary is a group-by of them as
-they pass. Memory holds the figures per currency id and, for the payments' due dates, each current order's
-agreed payment date and each transaction's order (x100: a few tens of MB). Pure functions of frames; the
-summaries are the views.sql functions' figures, which tests/warehouse/test_summaries.py checks on every first
-load it makes (each summary equals a rebuild).
+they pass. Memory holds the figures per currency code and, for the payments' due dates, each current order's
+agreed payment date and each transaction's order (x1000: about 300 MB while the orders are copied). Pure
+functions of frames; the summaries are the views.sql functions' figures, which tests/warehouse/test_summaries.py
+checks on every first load it makes (each summary equals a rebuild).
 
-A summary is computed so only when every table it reads was copied whole in the run (the load passes no file
-it streams in slices: at x1000 that raised its peak RSS over 2 GB) and the run deletes nothing; otherwise the
-load rebuilds it with SQL as before (summaries.rebuild).
+A summary is computed so only when every table it reads was copied in the run, the currencies' codes are the
+run's (`currencies`), and the run deletes nothing; otherwise the load rebuilds it with SQL as before
+(summaries.rebuild). x1000, files streamed in 500k-row slices: the summaries 96.0 -> 9.4 s, the load's peak RSS
+1,472 -> 1,647 MiB.
 """
 
 from __future__ import annotations
