@@ -147,11 +147,11 @@ def due_dates(transactions: list[pl.DataFrame], orders: Mapping[str, list[pl.Dat
     transactions (transaction_id, sales_order_id, purchase_order_id) and the current orders (id,
     agreed_payment_date); a million transactions at a time."""
     found = pl.concat(transactions) if transactions else _empty_transactions()
-    by_order = {
-        table: Lookup(frame[ORDER_DATES[table]], frame["agreed_payment_date"])
-        for table, frames in orders.items()
-        if (frame := pl.concat(frames) if frames else None) is not None
-    }
+    by_order = {}
+    for table, frames in orders.items():
+        if frames:
+            frame = pl.concat(frames)
+            by_order[table] = Lookup(frame[ORDER_DATES[table]], frame["agreed_payment_date"])
     due = []
     for chunk in found.iter_slices(1_000_000):
         dates = [

@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from shared.contract import TABLE_KEYS
-from shared.warehouse import bulk
+from shared.warehouse import bulk, figures
 from shared.warehouse.figures import Figures
 from shared.warehouse.staging import copy_frame
 
@@ -36,21 +36,10 @@ FIGURES: dict[str, str] = {
     "purchase_summary": "purchase_figures",
     "payment_summary": "payment_figures",
 }
-# Each summary table -> its grouping columns (its unique key, NULLS NOT DISTINCT) and its figures; the last figure
-# counts the orders (payments) in the row, which is deleted when none is left.
+# Each summary table -> its grouping columns (its unique key, NULLS NOT DISTINCT) and its figures (views.sql, as
+# figures.py states them); the last figure counts the orders (payments) in the row, which is deleted when none is left.
 COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "sales_summary": (
-        ("figure", "currency_code", "created_month", "design_id", "counterparty_id", "location_id", "staff_id"),
-        ("revenue", "orders", "units"),
-    ),
-    "purchase_summary": (
-        ("figure", "currency_code", "created_month", "counterparty_id", "item_code"),
-        ("spend", "orders", "items"),
-    ),
-    "payment_summary": (
-        ("figure", "currency_code", "payment_month", "payment_type_id", "due_date"),
-        ("paid_amount", "unpaid_amount", "payments"),
-    ),
+    summary: (("figure", "currency_code", *figures.KEYS[summary]), figures.FIGURES[summary]) for summary in figures.KEYS
 }
 
 # The columns `touched` finds a run's payments by: the first load's ANALYZE covers them (bulk.analyze), or the
@@ -157,15 +146,14 @@ def withdraw(conn: psycopg.Connection, run: Touched) -> None:
 def restore(
     conn: psycopg.Connection,
     run: Touched,
-    figures: Figures | None = None,
+    copied: Figures | None = None,
     deleted: Collection[str] = (),
 ) -> None:
     """Add to each summary what the touched ids' figures changed by (as they now stand, after the run's facts and
-    deletes, minus as they stood); rebuild the summaries of `run.rebuilt`, from `figures` (a first load's rows as
-    copied; `deleted`: the tables the run deletes from) those it gives whole."""
-    computed = {}
-    if figures is not None and run.rebuilt:
-        computed = figures.summaries([s for s in figures.ready(deleted) if any(SUMMARIES[f] == s for f in run.rebuilt)])
+    deletes, minus as they stood); rebuild the summaries of `run.rebuilt`, from `copied` (the figures of a first
+    load's rows as copied; `deleted`: the tables the run deletes from) those it gives whole."""
+    rebuilt = {SUMMARIES[fact] for fact in run.rebuilt}
+    computed = copied.summaries([s for s in copied.ready(deleted) if s in rebuilt]) if copied is not None else {}
     rebuild(conn, run.rebuilt, computed)
     for table, ids in run.ids.items():
         _add_change(conn, SUMMARIES[table], ids)

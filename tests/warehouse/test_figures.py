@@ -11,7 +11,7 @@ from decimal import Decimal
 import polars as pl
 from polars.testing import assert_frame_equal
 
-from shared.warehouse.figures import KEYS, Figures, Lookup
+from shared.warehouse.figures import FIGURES, KEYS, Figures, Lookup
 
 # dim_currency rows of the run: currency 2 was USD, then GBP (its newest code counts); 1 and 2 share a code.
 CURRENCIES = pl.DataFrame(
@@ -89,17 +89,16 @@ def loaded(*, payments_first: bool = False) -> Figures:
 
 
 def rows(summary: str, *values: tuple[object, ...]) -> pl.DataFrame:
-    keys = {"figure": pl.String(), "currency_code": pl.String(), **KEYS[summary]}
-    figures = {
-        "sales_summary": ("revenue", "orders", "units"),
-        "purchase_summary": ("spend", "orders", "items"),
-        "payment_summary": ("paid_amount", "unpaid_amount", "payments"),
-    }[summary]
-    schema = {**keys, **dict.fromkeys(figures[:-2], pl.Decimal(38, 2))}
-    if summary == "payment_summary":
-        schema |= {figures[1]: pl.Decimal(38, 2), figures[2]: pl.Int64()}
-    else:
-        schema |= {figures[1]: pl.Int64(), figures[2]: pl.Int64()}
+    amounts, counts = FIGURES[summary][:-1], FIGURES[summary][-1:]
+    if summary != "payment_summary":  # the order summaries: an amount, then counts of orders and units
+        amounts, counts = FIGURES[summary][:1], FIGURES[summary][1:]
+    schema = {
+        "figure": pl.String(),
+        "currency_code": pl.String(),
+        **KEYS[summary],
+        **dict.fromkeys(amounts, pl.Decimal(38, 2)),
+        **dict.fromkeys(counts, pl.Int64()),
+    }
     return pl.DataFrame(list(values), schema=schema, orient="row")
 
 
