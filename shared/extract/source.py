@@ -18,7 +18,7 @@ import contextlib
 import hashlib
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -355,6 +355,22 @@ class _CopyReader(threading.Thread):
             self.join()
 
 
+def read_batches(
+    conn: psycopg.Connection, table: SourceTable, after: datetime | None, batch_rows: int = DEFAULT_BATCH_ROWS
+) -> Generator[pl.DataFrame]:
+    """The rows of `table` with last_updated > `after` (all rows when None), as frames typed like the source
+    of up to `batch_rows` rows each: COPY read by a thread at most QUEUE_DEPTH batches ahead. Closing the
+    generator early cancels the COPY."""
+    query, params = copy_query(table, after)
+    reader = _CopyReader(conn, query, params, batch_rows)
+    reader.start()
+    try:
+        for csv in reader:
+            yield parse_batch(table, csv)
+    finally:
+        reader.stop()
+
+
 def write_table_parquet(
     conn: psycopg.Connection,
     table: SourceTable,
@@ -371,8 +387,7 @@ def write_table_parquet(
 
     Rows stamped after `ceiling` (the source's clock, UTC) are written but kept out of the tail and of
     `newest`: they are archived again by every run until their time comes, and never move the watermark."""
-    query, params = copy_query(table, after)
-    reader = _CopyReader(conn, query, params, batch_rows)
+    frames = read_batches(conn, table, after, batch_rows)
     key = primary_key(table.name)
     rows = rows_read = 0
     max_last_updated: datetime | None = None
@@ -386,9 +401,7 @@ def write_table_parquet(
     ) -> Iterator[pl.DataFrame]:
         nonlocal rows, rows_read, max_last_updated
         try:
-            reader.start()
-            for csv in reader:
-                frame = parse_batch(table, csv)
+            for frame in frames:
                 rows_read += frame.height
                 tail.add(frame)
                 if archived is not None and archived.height:
@@ -411,7 +424,7 @@ def write_table_parquet(
             raise errors[0] from None
         raise
     finally:
-        reader.stop()
+        frames.close()  # the COPY is cancelled if polars stopped reading early
     if rows == 0:
         path.unlink(missing_ok=True)
         return TableRead(rows_read, None, tail.rows())
