@@ -5,6 +5,7 @@ Usage: python -m bench.pipeline [--scale 100] [--changes 1000] [--goal-rounds 3]
 On the local stack (.local), with the source `bench_totesys_x<scale>` (seeded once, reused):
 1. baseline: every source table COPY (binary) out of the source and straight into a bare table of the same
    columns (no keys, no indexes) in a scratch database: the least any pipeline can do to move the rows;
+   measured before the full cycle and again after the incremental one, the faster kept (the tightest floor);
 2. full cycle: extract -> transform -> load (shared.pipeline.run_cycle) from a clone of the source into
    fresh containers and an empty warehouse, timed per stage;
 3. incremental cycle: `--changes` simulated application changes on the clone, then one more cycle on the
@@ -243,12 +244,17 @@ def main() -> None:
     urls = LocalStack(Path(".local")).up()
     source = bench_source(urls, args.scale)
     say("baseline: COPY out + COPY in of every table ...")
-    base = floor(urls, source)
+    floors = [floor(urls, source)]
     with scratch_pipeline(urls, source) as env:
         say("full cycle: totes run --once on an empty warehouse ...")
         full = in_child(cycle, env, 0)
         say(f"incremental cycle: {args.changes} simulated changes, then one cycle ...")
         incremental = in_child(cycle, env, args.changes)
+    # The floor once more after the run, the faster of the two kept: the tightest floor of the same minutes, so
+    # that a slow moment of the machine during the floor does not flatter the ratio.
+    say("baseline again: COPY out + COPY in of every table ...")
+    floors.append(floor(urls, source))
+    base = min(floors, key=lambda f: float(f["seconds"]))
 
     def stages(r: dict[str, Any]) -> str:
         return ", ".join(f"{k} {v:.2f}" for k, v in r["stages"].items())
@@ -256,7 +262,8 @@ def main() -> None:
     lines = [
         f"end to end at x{args.scale} ({base['rows']:,} source rows)",
         f"{'step':<28}{'seconds':>9}{'vs baseline':>13}{'peak RSS MiB':>14}  stages (s)",
-        f"{'baseline COPY out + in':<28}{base['seconds']:>9.2f}{1:>12.2f}x{base['peak_rss_mib']:>14.0f}",
+        f"{'baseline COPY out + in':<28}{base['seconds']:>9.2f}{1:>12.2f}x{base['peak_rss_mib']:>14.0f}"
+        f"  the faster of {' and '.join(format(f['seconds'], '.2f') for f in floors)} s (before and after the run)",
         f"{'totes run --once (full)':<28}{full['seconds']:>9.2f}{full['seconds'] / base['seconds']:>12.2f}x"
         f"{full['peak_rss_mib']:>14.0f}  {stages(full)}",
         f"{f'incremental ({args.changes} changes)':<28}{incremental['seconds']:>9.2f}{'':>13}"
@@ -272,7 +279,8 @@ def main() -> None:
     print("\n".join(lines))
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = {"scale": args.scale, "baseline": base, "full": full, "incremental": incremental, "goals": goals}
+    out = {"scale": args.scale, "baseline": base, "floors": floors, "full": full, "incremental": incremental}
+    out["goals"] = goals
     (RESULTS / f"pipeline-{stamp}.json").write_text(json.dumps(out, indent=2, default=str))
 
 
