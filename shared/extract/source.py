@@ -360,7 +360,7 @@ def read_batches(
 ) -> Generator[pl.DataFrame]:
     """The rows of `table` with last_updated > `after` (all rows when None), as frames typed like the source
     of up to `batch_rows` rows each: COPY read by a thread at most QUEUE_DEPTH batches ahead. Closing the
-    generator early cancels the COPY."""
+    generator early cancels the COPY, which aborts the caller's transaction."""
     query, params = copy_query(table, after)
     reader = _CopyReader(conn, query, params, batch_rows)
     reader.start()

@@ -27,6 +27,8 @@ from shared.extract.source import (
     drop_archived,
     parse_batch,
     polars_type,
+    read_batches,
+    read_catalog,
     source_snapshot,
 )
 from shared.lake import Lake
@@ -45,6 +47,23 @@ def test_the_snapshot_is_repeatable_read_and_read_only(extract_settings: Setting
         assert conn.execute("SHOW TimeZone").fetchone() == ("UTC",)
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             conn.execute("UPDATE currency SET currency_code = 'XXX'")
+
+
+def test_read_batches_types_every_row_and_closing_early_cancels_the_copy(extract_settings: Settings) -> None:
+    with source_snapshot(extract_settings) as conn:
+        table = read_catalog(conn)["payment"]
+        frames = list(read_batches(conn, table, None, batch_rows=4_000))
+        full, rest = divmod(SNAPSHOT_COUNTS["payment"], 4_000)
+        assert [f.height for f in frames] == [4_000] * full + [rest]
+        assert all(f.schema == table.polars_schema for f in frames)
+        assert pl.concat(frames)["payment_id"].n_unique() == SNAPSHOT_COUNTS["payment"]
+
+        batches = read_batches(conn, table, None, batch_rows=100)
+        assert next(batches).height == 100
+        batches.close()  # cancels the COPY: the connection is idle again, in a transaction the cancel aborted
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):  # not "another command is already in progress"
+            conn.execute("SELECT 1")
 
 
 def test_describe_source_never_shows_user_or_password() -> None:
