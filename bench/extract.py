@@ -122,22 +122,20 @@ def run_baseline(url: str) -> dict[str, Any]:
 def run_read(url: str, batch_rows: int) -> dict[str, Any]:
     """Child: the extract's read of every table (read_batches: COPY CSV -> typed polars frames), each frame
     dropped; seconds and rows per table, CPU, peak RSS."""
-    from shared.extract.source import SESSION_SETTINGS, read_batches, read_catalog
+    from shared.extract.source import read_batches, read_catalog, source_snapshot
+    from shared.settings import Need, load_settings
 
     seconds, rows = {}, {}
     cpu_before = cpu_s()
-    with psycopg.connect(url) as conn:
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        conn.read_only = True
-        with conn.transaction():
-            for name, value in SESSION_SETTINGS.items():
-                conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-            tables = read_catalog(conn)
-            for table in SOURCE_TABLES:
-                started, count = time.perf_counter(), 0
-                for frame in read_batches(conn, tables[table], None, batch_rows):
-                    count += frame.height
-                seconds[table], rows[table] = time.perf_counter() - started, count
+    source: tuple[Need] = ("source",)  # (mypy widens a literal ("source",) to tuple[str])
+    settings = load_settings({"TOTESYS_DB_URL": url}, needs=source)
+    with source_snapshot(settings) as conn:
+        tables = read_catalog(conn)
+        for table in SOURCE_TABLES:
+            started, count = time.perf_counter(), 0
+            for frame in read_batches(conn, tables[table], None, batch_rows):
+                count += frame.height
+            seconds[table], rows[table] = time.perf_counter() - started, count
     return {"seconds": seconds, "rows": rows, "cpu_s": cpu_s() - cpu_before, "peak_rss_mib": peak_rss_mib()}
 
 

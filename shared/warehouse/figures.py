@@ -148,18 +148,13 @@ def due_dates(transactions: list[pl.DataFrame], orders: Mapping[str, list[pl.Dat
     agreed_payment_date); a million transactions at a time."""
     found = pl.concat(transactions) if transactions else _empty_transactions()
     by_order = {}
-    for table, frames in orders.items():
-        if frames:
-            frame = pl.concat(frames)
-            by_order[table] = Lookup(frame[ORDER_DATES[table]], frame["agreed_payment_date"])
+    for table, key in ORDER_DATES.items():  # a table with no order copied: an empty lookup (every date null)
+        frames = orders.get(table) or [pl.DataFrame(schema={key: pl.Int32, "agreed_payment_date": pl.Date})]
+        frame = pl.concat(frames)
+        by_order[table] = Lookup(frame[key], frame["agreed_payment_date"])
     due = []
     for chunk in found.iter_slices(1_000_000):
-        dates = [
-            by_order[table].get(chunk[column])
-            if table in by_order
-            else pl.repeat(None, chunk.height, dtype=pl.Date, eager=True)
-            for table, column in ORDER_DATES.items()
-        ]
+        dates = [by_order[table].get(chunk[column]) for table, column in ORDER_DATES.items()]
         due.append(pl.select(pl.coalesce(*dates)).to_series())
     return Lookup(found["transaction_id"], pl.concat(due) if due else pl.Series([], dtype=pl.Date))
 
